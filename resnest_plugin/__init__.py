@@ -2,8 +2,11 @@
 
 Importing this package applies the version-gated compatibility fixes
 (:mod:`resnest_plugin.compat`) and registers the backbone in MMPose's
-model registry under the scoped name ``resnest_plugin.ResNeSt``.
+model registry under the scoped name ``resnest_plugin.ResNeSt``, leaving
+MMPose's built-in ``ResNeSt`` untouched.
 """
+from . import models
+from .models import ResNeSt
 from .version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["ResNeSt", "__version__", "models"]

@@ -18,6 +18,12 @@ if _missing:
         "and then `.venv/bin/python -m pytest tests`.")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--update-golden``: rewrite tests/golden/* instead of only comparing."""
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="regenerate the golden state-dict key/shape files (review the diff!)")
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """Root of the repository checkout."""

@@ -259,7 +259,7 @@ class ResNeSt(nn.Module):
     ) -> None:
         super().__init__()
         if depth not in ARCH_SETTINGS:
-            raise KeyError(f"invalid depth {depth!r} for ResNeSt; expected one of {sorted(ARCH_SETTINGS)}")
+            raise ValueError(f"invalid depth {depth!r} for ResNeSt; expected one of {sorted(ARCH_SETTINGS)}")
         if not 1 <= num_stages <= 4:
             raise ValueError(f"num_stages must be in 1..4, got {num_stages}")
         if len(strides) != num_stages or len(dilations) != num_stages:

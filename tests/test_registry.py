@@ -1,0 +1,57 @@
+"""Registration: scoped name, no clash with MMPose's built-in, import-safe."""
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import mmpose.models
+from mmpose.models import build_backbone
+from mmpose.models.backbones import ResNeSt as BuiltinResNeSt
+
+import resnest_plugin
+from resnest_plugin.models import ResNeSt
+from resnest_plugin.models.registry import MODELS, SCOPE
+
+
+def test_scoped_type_builds_plugin_and_plain_type_builds_builtin() -> None:
+    ours = build_backbone(dict(type="resnest_plugin.ResNeSt", depth=50))
+    builtin = build_backbone(dict(type="ResNeSt", depth=50))
+    assert type(ours) is ResNeSt
+    assert type(builtin) is BuiltinResNeSt
+
+
+def test_child_registry_hangs_under_mmpose_models() -> None:
+    assert SCOPE == "resnest_plugin"
+    assert MODELS.parent is mmpose.models.builder.MODELS
+    assert mmpose.models.builder.MODELS.children[SCOPE] is MODELS
+    assert MODELS.get("ResNeSt") is ResNeSt
+    assert mmpose.models.builder.MODELS.get("ResNeSt") is BuiltinResNeSt
+
+
+def test_reimport_and_reload_do_not_raise_or_duplicate() -> None:
+    importlib.reload(importlib.import_module("resnest_plugin.models.registry"))
+    importlib.reload(importlib.import_module("resnest_plugin.models"))
+    importlib.reload(resnest_plugin)
+    import resnest_plugin.models as models
+
+    assert models.MODELS is mmpose.models.builder.MODELS.children[SCOPE]
+    assert list(models.MODELS.module_dict) == ["ResNeSt"]
+    assert type(build_backbone(dict(type="resnest_plugin.ResNeSt", depth=50))).__name__ == "ResNeSt"
+
+
+def test_import_order_does_not_matter_in_a_fresh_process() -> None:
+    code = (
+        "import resnest_plugin, mmpose.models, resnest_plugin;"
+        "from mmpose.models import build_backbone;"
+        "a = build_backbone(dict(type='resnest_plugin.ResNeSt', depth=50));"
+        "b = build_backbone(dict(type='ResNeSt', depth=50));"
+        "print(type(a).__module__, type(b).__module__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["resnest_plugin.models.resnest", "mmpose.models.backbones.resnest"]
+
+
+def test_package_version_is_exposed() -> None:
+    assert resnest_plugin.__version__ == "0.1.0"
+    assert "ResNeSt" in resnest_plugin.__all__

@@ -5,8 +5,10 @@ Importing this package applies the version-gated compatibility fixes
 model registry under the scoped name ``resnest_plugin.ResNeSt``, leaving
 MMPose's built-in ``ResNeSt`` untouched.
 """
-from . import models
+from . import compat, models
 from .models import ResNeSt
 from .version import __version__
 
-__all__ = ["ResNeSt", "__version__", "models"]
+__all__ = ["ResNeSt", "__version__", "compat", "models"]
+
+compat.apply()

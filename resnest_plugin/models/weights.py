@@ -42,14 +42,21 @@ Arithmetic compared with ours (all reach 1e-5 on random weights, see
   stride-1 ``AvgPool2d(3, 1, 1)`` to the first block of dilated stages
   (``is_first``); it has no weights, so conversion is unaffected, but a
   dilated official model computes a slightly blurred output that ours,
-  timm's and MMPose's do not.
+  timm's and MMPose's do not. Shortcut pools also differ only in dilated
+  stages (official ``AvgPool2d(1)``, timm ``AvgPool2dSame(2, 1)``, ours
+  none); with the standard strides all use ``AvgPool2d(2, 2, ceil_mode=True,
+  count_include_pad=False)``.
+* Shortcut indices follow the model: :func:`load_pretrained` shifts
+  ``layerX.0.downsample.N`` by one when the checkpoint's stage had a pool
+  where the model's has none (or the reverse), e.g. ``strides=(1, 2, 2, 1)``.
 
 Loading: files are read with ``torch.load(weights_only=True)``; a pickle
-that needs any other global is refused (:class:`UnsafeCheckpointError`).
-The only extra globals allowed are numpy's numeric scalars, dtypes and
-arrays (:data:`NUMPY_SAFE_GLOBALS`), which MMPose training writes into
-``meta`` (``hook_msgs.best_score`` with ``save_best='AP'``); they are plain
-data and cannot run code (an object-dtype array stays refused).
+that needs any other global is refused (:class:`UnsafeCheckpointError`),
+never retried with ``weights_only=False``. The only extra globals allowed
+are those of numpy scalars of plain numeric/bool dtypes
+(:func:`resnest_plugin.compat.numpy_checkpoint_globals`), which MMPose
+training writes into ``meta`` (``hook_msgs.best_score`` with
+``save_best='AP'``); they are plain data and cannot run code.
 """
 from __future__ import annotations
 
@@ -63,18 +70,18 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
-import numpy as np
 import torch
 from torch import nn
 
+from ..compat import numpy_checkpoint_globals
 from .resnest import ARCH_SETTINGS
 
 __all__ = [
     "CheckpointLoadWarning", "CheckpointMismatchError", "FORMATS", "LoadReport",
-    "NUMPY_SAFE_GLOBALS", "ShapeMismatch", "UnsafeCheckpointError", "convert_state_dict",
+    "ShapeMismatch", "UnsafeCheckpointError", "convert_state_dict",
     "detect_format", "extract_state_dict", "load_pretrained", "main", "read_checkpoint",
     "resolve_checkpoint",
 ]
@@ -112,35 +119,6 @@ class CheckpointLoadWarning(UserWarning):
 
     Escalate with ``warnings.simplefilter("error", CheckpointLoadWarning)``.
     """
-
-
-def _numpy_safe_globals() -> List[Union[Callable[..., Any], Tuple[Callable[..., Any], str]]]:
-    """Numpy globals needed to unpickle numeric scalars and arrays.
-
-    Pickles name numpy's reconstructors ``numpy.core.multiarray.*`` (numpy 1)
-    or ``numpy._core.multiarray.*`` (numpy 2); both names are allowed so a
-    checkpoint written under either loads. Dtype instances are checked by
-    their class (``numpy.dtypes.Float64DType``...), so only numeric ones are
-    listed: an object or void dtype, which could carry pickled objects,
-    stays refused.
-    """
-    from numpy.core import multiarray
-
-    entries: List[Union[Callable[..., Any], Tuple[Callable[..., Any], str]]] = []
-    for name in ("scalar", "_reconstruct"):
-        function = getattr(multiarray, name)
-        entries += [(function, f"{module}.{name}")
-                    for module in ("numpy.core.multiarray", "numpy._core.multiarray")]
-    entries += [np.dtype, np.ndarray]
-    numeric_codes = "?bBhHiIlLqQefdFD"  # bool, (u)int8..64, float16..64, complex64/128
-    entries += sorted({type(np.dtype(code)) for code in numeric_codes}, key=lambda cls: cls.__name__)
-    return entries
-
-
-#: Extra globals allowed in ``torch.load(weights_only=True)``: numpy numeric
-#: scalars, dtypes and arrays (MMPose/mmcv training ``meta``). Usable by a
-#: caller too: ``with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):``.
-NUMPY_SAFE_GLOBALS = _numpy_safe_globals()
 
 
 @dataclass(frozen=True)
@@ -278,7 +256,12 @@ def resolve_checkpoint(checkpoint: str) -> Path:
         from mmcv.runner.checkpoint import get_external_models
 
         prefix = checkpoint.split("://")[0] + "://"
-        return _download(_zoo_url(checkpoint, prefix, get_external_models()))
+        url = _zoo_url(checkpoint, prefix, get_external_models())
+        if not url.startswith(("http://", "https://")):  # mmcv: a path under MMCV_HOME
+            from mmcv.runner.checkpoint import _get_mmcv_home
+
+            return resolve_checkpoint(os.path.join(_get_mmcv_home(), url))
+        return _download(url)
     if checkpoint.startswith(("http://", "https://")):
         return _download(checkpoint)
     if "://" in checkpoint:
@@ -319,8 +302,9 @@ def _download(url: str) -> Path:
 def read_checkpoint(path: Union[str, Path]) -> Any:
     """``torch.load`` a checkpoint file on CPU with ``weights_only=True``.
 
-    Tensors, containers and numpy numeric scalars/arrays
-    (:data:`NUMPY_SAFE_GLOBALS`) load; any other pickled global is refused.
+    Tensors, containers and numpy scalars of plain numeric/bool dtypes
+    (:func:`resnest_plugin.compat.numpy_checkpoint_globals`) load; any other
+    pickled global is refused.
 
     Args:
         path: Local checkpoint file.
@@ -338,7 +322,9 @@ def read_checkpoint(path: Union[str, Path]) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {str(path)!r} does not exist")
     try:
-        with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
+        # Explicit, so this holds even where resnest_plugin.compat did not
+        # allow-list these process-wide (its patch is version-gated).
+        with torch.serialization.safe_globals(numpy_checkpoint_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refused = _refused_globals(str(error))
@@ -368,7 +354,7 @@ def _unsafe_message(path: Path, refused: str) -> str:
         f"refusing to load checkpoint {str(path)!r}: it is a pickle that needs {refused}, which "
         "torch.load(weights_only=True) does not allow. Unpickling such globals can run arbitrary "
         "code, so an untrusted checkpoint must never be loaded with weights_only=False. Allowed are "
-        "tensors, plain containers and numpy numeric scalars/arrays (as MMPose training writes into "
+        "tensors, plain containers and numpy scalars of numeric dtypes (as MMPose training writes into "
         "'meta'). If you trust this file, re-save its state dict (a dict of tensors) once and pass "
         "the new file: python -c \"import torch; c = torch.load('IN', weights_only=False); "
         "torch.save(c.get('state_dict', c), 'OUT')\" (for a pickled nn.Module use c.state_dict()).")
@@ -455,9 +441,8 @@ def _split(state: Mapping[str, torch.Tensor], source: Optional[str]) -> _Convert
             ignored.append(key)
         else:
             backbone[key] = value
-    detected = _detect(backbone, keys)
     if source is None:
-        source = detected
+        source = _detect(backbone, keys)
         if source == FORMAT_MMPOSE and any(key.startswith("head.") for key in ignored):
             source = FORMAT_MMCLS
     elif source not in FORMATS:
@@ -667,7 +652,7 @@ def load_pretrained(
     )
 
     errors = [] if strict is False else _architecture_errors(model, report, model_shapes, ckpt_shapes)
-    if strict and not report.is_clean:
+    if strict and not report.is_clean and not errors:
         errors.append(report.summary() + "\nstrict loading was requested, so nothing was loaded.")
     if not loadable:
         errors.append(report.summary() + "\nno tensor of the checkpoint fits the model.")
@@ -698,7 +683,7 @@ def _advice(model: nn.Module, report: LoadReport, strict: Optional[bool]) -> str
                 "(with layer1.0.conv1 and the layer1 shortcut conv, whose inputs are the stem's output); "
                 "those layers keep their initial values, as MMPose does with mmcls://resnest101 and "
                 f"stem_channels=64. Build the backbone with stem_channels={report.checkpoint_stem_channels} "
-                "to use them.")
+                f"to use them, or make this an error with {_strict_hint(model, True)}.")
     return f"To make this an error use {_strict_hint(model, True)}."
 
 
@@ -718,13 +703,16 @@ def _architecture_errors(model: nn.Module, report: LoadReport, model_shapes: Map
     ckpt_blocks = _stage_blocks(list(ckpt_shapes))[:len(model_blocks)]
     if ckpt_blocks and model_blocks and ckpt_blocks != model_blocks:
         offending = [key for key in (*report.unexpected, *report.missing) if _BLOCK_KEY.match(key)]
+        blocks = list(dict.fromkeys(_BLOCK_KEY.match(key).group(0)[:-1] for key in offending))
+        span = blocks[0] if len(blocks) == 1 else f"{blocks[0]} ... {blocks[-1]}"
         ckpt_name = (f"ResNeSt-{report.checkpoint_depth}" if report.checkpoint_depth is not None
                      else "a ResNeSt of unknown depth")
         model_depth = getattr(model, "depth", _depth_of(model_blocks))
         errors.append(
             f"checkpoint {report.checkpoint!r} is {ckpt_name} (blocks per stage {ckpt_blocks}) but the "
             f"model has depth={model_depth} (blocks per stage {model_blocks}); "
-            f"{len(offending)} keys do not match: {_listing(offending)}. "
+            f"{len(offending)} keys of {len(blocks)} blocks ({span}) exist in only one of the two: "
+            f"{_listing(offending)}. "
             + (f"Build the backbone with depth={report.checkpoint_depth}, or "
                if report.checkpoint_depth is not None else "Use a matching checkpoint, or ")
             + f"load the common blocks only with {_strict_hint(model, False)}.")

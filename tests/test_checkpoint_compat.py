@@ -63,7 +63,8 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
                 module.running_var.uniform_(0.5, 1.5, generator=generator)
             elif isinstance(module, nn.Conv2d) and module.bias is not None:
                 module.bias.normal_(0.0, 0.1, generator=generator)
-    return model.eval()
+    model.eval()  # not `return model.eval()`: MMPose's ResNet.train() returns None
+    return model
 
 
 def official_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -275,6 +276,20 @@ def test_stem_width_mismatch_non_strict_skips_stem_with_warning(timm101_file: st
     assert torch.equal(model.layer3[22].conv2.fc2.weight, reference["layer3.22.conv2.fc2.weight"])
     assert any(r.levelno == logging.WARNING and "17 shape-mismatched" in r.getMessage()
                for r in caplog.records), "no WARNING on MMPose's logger"
+
+
+def test_init_weights_follows_the_model_pretrained_strict_attribute(tmp_path: Path) -> None:
+    """The hook for a backbone kwarg: ``pretrained_strict`` on the model sets the default."""
+    path = save(ResNeSt(depth=50).state_dict(), tmp_path / "r50_stem64.pth")
+    model = ResNeSt(depth=50, stem_channels=32)
+    with pytest.raises(ValueError, match="64-channel stem.*stem_channels=32"):
+        model.init_weights(path)
+    model.pretrained_strict = False
+    with pytest.warns(CheckpointLoadWarning, match="stem_channels=64"):
+        model.init_weights(path)
+    model.pretrained_strict = None
+    with pytest.raises(ValueError, match="pretrained_strict=False in the backbone config"):
+        model.init_weights(path)
 
 
 def test_wrong_depth_names_keys_and_detected_depth(timm101_file: str) -> None:

@@ -50,9 +50,11 @@ def one_thread():
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every norm and bias non-trivial values (the default init zeroes
-    the last BN of each block and leaves running stats at 0/1, which would
-    hide a wrongly mapped key)."""
+    """Give every norm and bias non-trivial values, in place; eval mode.
+
+    The default init zeroes the last BN of each block and leaves running
+    stats at 0/1, which would hide a wrongly mapped key.
+    """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -73,9 +75,10 @@ def official_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.layer4(model.layer3(model.layer2(model.layer1(x))))
 
 
-def assert_same_features(ours: nn.Module, reference: Callable[[torch.Tensor], torch.Tensor],
-                         reference_model: nn.Module, shape=IMAGE) -> None:
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+def assert_same_features(ours: nn.Module, reference: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+                         reference_model: nn.Module) -> None:
+    """Stage-4 features of ``ours`` equal ``reference(reference_model, x)`` within 1e-5 (float64)."""
+    x = torch.randn(*IMAGE, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
         actual = ours.double()(x)
         expected = reference(reference_model.double(), x)

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
 import mmpose
+import modelindex
 import pytest
 import torch
+import yaml
 from mmcv import Config
 from mmpose.models import build_posenet
 from mmpose.models.backbones import ResNet as MMPoseResNet
@@ -159,3 +161,45 @@ def test_every_shipped_config_builds_and_trains_one_step(path: Path) -> None:
         f"only MMPose {sorted(theirs.keys() - ours.keys())[:5]}")
     mismatched = {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs[k]}
     assert not mismatched, f"{path.name}: shape mismatches (ours, MMPose): {mismatched}"
+
+
+# --- model index (OpenMMLab metafile format) -------------------------------------------------
+
+def _metafile_models() -> list:
+    index = yaml.safe_load((REPO_ROOT / "model-index.yml").read_text())
+    models = []
+    for imported in index["Import"]:
+        path = REPO_ROOT / imported
+        assert path.is_file(), f"model-index.yml imports {imported}, which does not exist"
+        metafile = yaml.safe_load(path.read_text())
+        collections = {c["Name"] for c in metafile["Collections"]}
+        for model in metafile["Models"]:
+            assert model["In Collection"] in collections, model["Name"]
+        models.extend(metafile["Models"])
+    return models
+
+
+def test_model_index_lists_exactly_the_four_configs() -> None:
+    models = _metafile_models()
+    configs = sorted(m["Config"] for m in models)
+    assert configs == sorted(f"configs/top_down/resnest/coco/{n}.py" for n in SEED_CONFIGS)
+    assert all((REPO_ROOT / c).is_file() for c in configs)
+    names = [m["Name"] for m in models]
+    assert len(set(names)) == len(names), f"duplicate model names {names}"
+
+
+def test_metafile_results_and_weights_are_mmpose_model_zoo() -> None:
+    """Oracle: MMPose's own metafile for the same configs (installed with mmpose)."""
+    zoo = yaml.safe_load((MMPOSE_CONFIG_DIR / "resnest_coco.yml").read_text())["Models"]
+    zoo_by_config = {Path(m["Config"]).name: m for m in zoo}
+    for model in _metafile_models():
+        reference = zoo_by_config[Path(model["Config"]).name]
+        assert model["Results"] == reference["Results"], model["Name"]
+        assert model["Weights"] == reference["Weights"], model["Name"]
+
+
+def test_model_index_loads_with_openmmlab_parser() -> None:
+    """The ``model-index`` package (what ``mim search`` uses) reads the index."""
+    index = modelindex.load(str(REPO_ROOT / "model-index.yml"))
+    assert sorted(Path(m.config).stem for m in index.models) == sorted(SEED_CONFIGS)
+    assert all(m.weights.startswith("https://download.openmmlab.com/") for m in index.models)

@@ -191,3 +191,16 @@ def test_reproduce_exit_status_follows_the_ap_difference(released_format_checkpo
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
     assert "all APs within 0.002" in second.stdout
     assert (tmp_path / "w2" / "comparison.md").read_text().count("| yes |") == 1
+
+
+def test_reproduce_names_a_corrupt_annotation_file_before_evaluating(coco_root: Path,
+                                                                     tmp_path: Path) -> None:
+    files = mini_coco(coco_root)
+    corrupt = tmp_path / "person_keypoints_val2017.json"
+    corrupt.write_text(files.ann_file.read_text()[:5000])
+    checkpoint = tmp_path / "resnest50_coco_256x192-6e65eece_20210320.pth"
+    checkpoint.write_bytes(b"never read: the data check fails first")
+    result = _reproduce("--ann-file", str(corrupt), "--img-prefix", str(files.img_prefix),
+                        "--bbox-file", str(files.bbox_file), "--r50-256x192", str(checkpoint))
+    assert result.returncode == 2, result.stderr
+    assert f"{corrupt} is not valid JSON" in result.stderr and "line" in result.stderr

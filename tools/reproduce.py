@@ -36,7 +36,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from resnest_plugin.tools.ap_table import parse_test_output
 from resnest_plugin.tools.checkpoint_check import check_checkpoint
-from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, coco_val2017
+from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, coco_val2017, content_problems
 from resnest_plugin.tools.comparison import (DEFAULT_TOLERANCE, all_within, compare,
                                              format_comparison)
 from resnest_plugin.tools.model_zoo import MODEL_NAMES, ZooModel, zoo_models
@@ -174,6 +174,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     problems = input_problems(data, models, checkpoints)
     if problems:
         print("error: cannot reproduce, inputs are missing:\n  " + "\n  ".join(problems),
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    problems = content_problems(data)
+    if problems:
+        print("error: cannot reproduce, inputs are unreadable:\n  " + "\n  ".join(problems),
               file=sys.stderr)
         return EXIT_BAD_INPUT
     expected = load_expected(args.expected, models)

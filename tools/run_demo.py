@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence
 
 from resnest_plugin.tools.ap_table import format_ap_table, parse_test_output
 from resnest_plugin.tools.checkpoint_check import check_checkpoint
-from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, mini_coco
+from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, content_problems, mini_coco
 from resnest_plugin.tools.skeletons import detector_boxes, draw_skeletons
 from resnest_plugin.tools.stock_tools import run_stock_script, stock_script
 from resnest_plugin.tools.training_log import find_log_json, plot_loss_curve, read_train_log
@@ -163,15 +163,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the job; return the exit status."""
     args = parse_args(argv)
     data = mini_coco(args.data_root)
-    problems = data.missing()
+    problems = data.missing() or content_problems(data)
     if problems:
-        print("error: the mini COCO is incomplete:\n  " + "\n  ".join(problems), file=sys.stderr)
+        print("error: the mini COCO is incomplete or unreadable:\n  " + "\n  ".join(problems),
+              file=sys.stderr)
         return 2
     out_dir = args.out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     config = args.config.resolve()
     timings: List[str] = []
-    total = 3 if args.checkpoint else 4
+    total = 2 if args.checkpoint else 4
     stage = 0
 
     if args.checkpoint is None:

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-__all__ = ["CocoFiles", "coco_val2017", "mini_coco", "cfg_options"]
+from ..data_checks import (DataCheckError, check_coco_annotations, check_detections,
+                           check_image_files)
+
+__all__ = ["CocoFiles", "coco_val2017", "mini_coco", "cfg_options", "content_problems"]
 
 # Download pages of the files a COCO val2017 evaluation needs; named in errors.
 COCO_DOWNLOAD = "https://cocodataset.org/#download"
@@ -118,3 +121,32 @@ def cfg_options(files: CocoFiles, splits: Sequence[str] = ("train", "val", "test
                     f"data.{split}.img_prefix={prefix}",
                     f"data.{split}.data_cfg.bbox_file={files.bbox_file}"]
     return options
+
+
+def content_problems(files: CocoFiles) -> List[str]:
+    """Check that the files parse and that every annotated image is on disk.
+
+    Run after :meth:`CocoFiles.missing` found nothing: it parses the
+    annotation and detection JSON (MMPose's own error for a corrupt one
+    names neither the file nor the JSON problem; see
+    :mod:`resnest_plugin.data_checks`) and checks that each image the
+    annotations list exists.
+
+    Args:
+        files: The dataset files.
+
+    Returns:
+        One line per problem, naming the file (empty when all is well).
+    """
+    problems = []
+    try:
+        annotations = check_coco_annotations(files.ann_file)
+        check_image_files((files.img_prefix / image["file_name"] for image in
+                           annotations["images"]), what=f"image folder {files.img_prefix}")
+    except DataCheckError as err:
+        problems.append(str(err))
+    try:
+        check_detections(files.bbox_file)
+    except DataCheckError as err:
+        problems.append(str(err))
+    return problems

@@ -150,17 +150,36 @@ def test_syncbn_override_builds_checkpoint_compatible_model() -> None:
 
 
 def _launch(launcher: list, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Start MMPose's stock train.py with one rank through ``launcher``."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_PORT="29533")
+    """Start MMPose's stock train.py with one rank through ``launcher`` (a launcher module)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [*launcher, "--nproc_per_node=1", "--master_port=29533", str(stock_tool("train.py")),
-           str(CONFIG), "--launcher", "pytorch", "--work-dir", str(tmp_path / "work"),
-           "--cfg-options", "model.pretrained=None", "dist_params.backend=gloo"]
+           str(CONFIG), "--launcher", "pytorch", *_train_args(tmp_path)]
     return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _train_args(tmp_path: Path) -> list:
+    return ["--work-dir", str(tmp_path / "work"),
+            "--cfg-options", "model.pretrained=None", "dist_params.backend=gloo"]
+
+
+def _assert_reached_init_dist(proc: subprocess.CompletedProcess) -> None:
+    """train.py parsed its arguments, loaded the config and started the process group.
+
+    Without GPUs it then stops inside mmcv's GPU-only ``init_dist``
+    (``rank % torch.cuda.device_count()``); with one it gets as far as
+    reading the (absent) full COCO annotations.
+    """
+    assert "unrecognized arguments" not in proc.stderr, proc.stderr[-2000:]
+    if torch.cuda.is_available():
+        assert "person_keypoints_train2017.json" in proc.stderr, proc.stderr[-2000:]
+    else:
+        assert "init_dist(args.launcher, **cfg.dist_params)" in proc.stderr, proc.stderr[-2000:]
+        assert "ZeroDivisionError" in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.slow
 def test_torch_distributed_launch_breaks_stock_train(tmp_path: Path) -> None:
-    # What tools/dist_train.sh and `mim train --launcher pytorch` run (mim#122).
+    # What MMPose's tools/dist_train.sh and `mim train --launcher pytorch` run (mim#122).
     proc = _launch([sys.executable, "-m", "torch.distributed.launch"], tmp_path)
     assert proc.returncode != 0
     assert "unrecognized arguments: --local-rank=0" in proc.stderr, proc.stderr[-2000:]
@@ -168,16 +187,21 @@ def test_torch_distributed_launch_breaks_stock_train(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_torchrun_hands_over_to_stock_train(tmp_path: Path) -> None:
-    """torchrun sets LOCAL_RANK and passes no flag: train.py parses, loads the config, inits dist.
+    """torchrun sets LOCAL_RANK and passes no flag."""
+    _assert_reached_init_dist(_launch([sys.executable, "-m", "torch.distributed.run"], tmp_path))
 
-    Without GPUs the run then stops inside mmcv's GPU-only ``init_dist``
-    (``rank % torch.cuda.device_count()``); with one it gets as far as
-    reading the (absent) full COCO annotations.
-    """
-    proc = _launch([sys.executable, "-m", "torch.distributed.run"], tmp_path)
-    assert "unrecognized arguments" not in proc.stderr, proc.stderr[-2000:]
-    if torch.cuda.is_available():
-        assert "person_keypoints_train2017.json" in proc.stderr, proc.stderr[-2000:]
-    else:
-        assert "init_dist(args.launcher, **cfg.dist_params)" in proc.stderr, proc.stderr[-2000:]
-        assert "ZeroDivisionError" in proc.stderr, proc.stderr[-2000:]
+
+@pytest.mark.slow
+def test_shipped_dist_train_sh_hands_over_to_stock_train(tmp_path: Path) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable, PORT="29534")
+    proc = subprocess.run(["bash", str(REPO_ROOT / "tools" / "dist_train.sh"), str(CONFIG), "1",
+                           *_train_args(tmp_path)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    _assert_reached_init_dist(proc)
+
+
+def test_dist_scripts_name_their_usage() -> None:
+    for script, usage in (("dist_train.sh", "CONFIG GPUS"), ("dist_test.sh", "CONFIG CHECKPOINT GPUS")):
+        proc = subprocess.run(["bash", str(REPO_ROOT / "tools" / script)], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2 and usage in proc.stderr, (script, proc.stderr)

@@ -333,7 +333,7 @@ def test_stock_test_py_loads_a_wrong_depth_checkpoint_and_carries_on(
                            [str(R50), str(r101_checkpoint), "--work-dir", str(tmp_path / "w"),
                             "--cfg-options", *cfg_options(files, splits=("test",)),
                             "data.workers_per_gpu=0"],
-                           cwd=REPO_ROOT, echo=None, check=False)
+                           cwd=REPO_ROOT, echo=False, check=False)
     # mmcv's load_checkpoint(strict=False) names the keys in one line and evaluates anyway.
     assert run.returncode == 0, run.output[-2000:]
     assert "unexpected key in source state_dict: " in run.output
@@ -349,7 +349,7 @@ def test_stock_test_py_with_checked_dataset_names_the_corrupt_annotation_file(
                            [str(_checked_config(tmp_path)), str(r101_checkpoint), "--work-dir",
                             str(tmp_path / "w"), "--cfg-options",
                             *cfg_options(coco_copy, splits=("test",))],
-                           cwd=REPO_ROOT, echo=None, check=False)
+                           cwd=REPO_ROOT, echo=False, check=False)
     assert run.returncode != 0
     assert f"annotation file (ann_file) {coco_copy.ann_file} is not valid JSON" in run.output
 
@@ -362,7 +362,7 @@ def test_stock_train_py_with_checked_dataset_names_the_missing_image_before_trai
                            [str(_checked_config(tmp_path)), "--work-dir", str(tmp_path / "w"),
                             "--no-validate", "--cfg-options", "model.pretrained=None",
                             *cfg_options(coco_copy), "data.workers_per_gpu=0"],
-                           cwd=REPO_ROOT, echo=None, check=False)
+                           cwd=REPO_ROOT, echo=False, check=False)
     assert run.returncode != 0
     assert "MissingDataError" in run.output and str(path) in run.output
     assert "Epoch [1]" not in run.output  # failed before the first iteration

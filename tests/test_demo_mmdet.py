@@ -112,7 +112,7 @@ def test_mmpose_demo_script_with_mmdet_writes_the_picture(detector, pose_checkpo
                             str(pose_checkpoint), "--img-root", str(coco_root), "--img", IMAGE,
                             "--out-img-root", str(tmp_path), "--device", "cpu",
                             "--bbox-thr", "0.0", "--kpt-thr", "0.0"],
-                           cwd=REPO_ROOT, echo=None, check=False)
+                           cwd=REPO_ROOT, echo=False, check=False)
     assert run.returncode == 0, run.output[-3000:]
     drawing = cv2.imread(str(tmp_path / f"vis_{IMAGE}"))
     original = cv2.imread(str(coco_root / IMAGE))

@@ -123,3 +123,40 @@ def test_demo_rejects_a_missing_checkpoint(tmp_path: Path) -> None:
     result = _run("--checkpoint", str(tmp_path / "nope.pth"), "--out-dir", str(tmp_path))
     assert result.returncode == 2
     assert f"--checkpoint {tmp_path / 'nope.pth'} does not exist" in result.stderr
+
+
+# --- the job's building blocks, fast -------------------------------------------------------
+
+def test_run_stock_script_keeps_output_and_names_the_failure(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture
+                                                             ) -> None:
+    from resnest_plugin.tools.stock_tools import StockToolError, run_stock_script
+
+    script = tmp_path / "tool.py"
+    script.write_text("import sys\nprint('step 1')\nprint('boom', file=sys.stderr)\nsys.exit(3)\n")
+    run = run_stock_script(script, [], log_file=tmp_path / "log.txt", check=False)
+    assert (run.returncode, run.output) == (3, "step 1\nboom\n")
+    assert (tmp_path / "log.txt").read_text() == run.output
+    assert "step 1" in capsys.readouterr().out  # streamed while it ran
+    with pytest.raises(StockToolError, match=r"tool.py exited with status 3(.|\n)*boom"):
+        run_stock_script(script, [], echo=False)
+
+
+def test_training_log_is_read_across_epochs_and_plotted(tmp_path: Path) -> None:
+    from resnest_plugin.tools.training_log import find_log_json, plot_loss_curve, read_train_log
+
+    lines = [{"env_info": "...", "seed": 0}]
+    for epoch in (1, 2):
+        for it in (1, 2, 3):
+            lines.append({"mode": "train", "epoch": epoch, "iter": it, "lr": 1e-3,
+                          "loss": 0.01 / (3 * epoch + it), "acc_pose": 0.1 * it})
+    log = tmp_path / "20260101_000000.log.json"
+    log.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    points = read_train_log(find_log_json(tmp_path))
+    assert [p.step for p in points] == [1, 2, 3, 4, 5, 6]
+    assert points[3].epoch == 2 and points[3].values["loss"] == pytest.approx(0.01 / 7)
+    png = plot_loss_curve(points, tmp_path / "curve.png", title="t")
+    image = cv2.imread(str(png))
+    assert image is not None and image.shape[2] == 3
+    with pytest.raises(FileNotFoundError, match="no \\*.log.json"):
+        find_log_json(tmp_path / "nothing")

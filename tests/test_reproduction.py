@@ -79,7 +79,7 @@ def _stock_test(config: Path, checkpoint: Path, files: CocoFiles, work_dir: Path
                            [str(config), str(checkpoint), "--work-dir", str(work_dir),
                             "--out", str(work_dir / "outputs.pkl"), "--cfg-options",
                             *cfg_options(files, splits=("test",)), "data.workers_per_gpu=0"],
-                           cwd=REPO_ROOT, echo=None)
+                           cwd=REPO_ROOT, echo=False)
     return parse_test_output(run.output)
 
 

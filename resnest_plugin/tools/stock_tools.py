@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, TextIO
+from typing import Mapping, Optional, Sequence
 
 __all__ = [
     "StockToolError", "ToolRun", "mmpose_mim_dir", "mmpose_config", "stock_script",
@@ -96,7 +96,7 @@ def mmpose_config(relative_path: str) -> Path:
 
 
 def run_stock_script(script: Path, args: Sequence[str], *, cwd: Optional[Path] = None,
-                     env: Optional[Mapping[str, str]] = None, echo: Optional[TextIO] = sys.stdout,
+                     env: Optional[Mapping[str, str]] = None, echo: bool = True,
                      log_file: Optional[Path] = None, check: bool = True) -> ToolRun:
     """Run a stock script with this interpreter, streaming its output.
 
@@ -109,7 +109,8 @@ def run_stock_script(script: Path, args: Sequence[str], *, cwd: Optional[Path] =
         args: Its command-line arguments.
         cwd: Working directory; default the current one.
         env: Extra environment variables, added to this process's.
-        echo: Stream to echo the output to; ``None`` runs quietly.
+        echo: Echo the output to ``sys.stdout`` (as it is at call time) while
+            it arrives; ``False`` runs quietly.
         log_file: If given, the output is also written there.
         check: Raise :class:`StockToolError` on a non-zero exit status.
 
@@ -135,9 +136,9 @@ def run_stock_script(script: Path, args: Sequence[str], *, cwd: Optional[Path] =
             assert proc.stdout is not None  # stdout=PIPE above
             for line in proc.stdout:
                 lines.append(line)
-                if echo is not None:
-                    echo.write(line)
-                    echo.flush()
+                if echo:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
                 if log is not None:
                     log.write(line)
             returncode = proc.wait()

@@ -98,10 +98,8 @@ else
   # 1.7.0's setup.py appends -std=c++14 after torch's flags (mmcv#3341).
   sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
   grep -q 'std=c++20' "$SRC/setup.py" || die "could not patch the C++ standard in $SRC/setup.py"
-  N_UNITS=$(find "$SRC/mmcv/ops/csrc" -name '*.cpp' | wc -l)
-  [ "$FLAVOUR" = cpu ] || N_UNITS=$(( N_UNITS + $(find "$SRC/mmcv/ops/csrc" -name '*.cu' | wc -l) ))
   LOG="$BUILD_ROOT/build.log"
-  echo "    source: $SRC; log: $LOG; ~$N_UNITS translation units"
+  echo "    source: $SRC; log: $LOG"
   (
     cd "$SRC"
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" FORCE_CUDA="${FORCE_CUDA:-0}" \
@@ -111,9 +109,10 @@ else
   BUILD_PID=$!
   while kill -0 "$BUILD_PID" 2>/dev/null; do
     sleep 30
-    DONE=$(find "$SRC/build" -name '*.o' 2>/dev/null | wc -l)
-    printf '    [%s] mmcv-full ops compiled: %s/~%s units, %ss elapsed\n' \
-      "$(date +%H:%M:%S)" "$DONE" "$N_UNITS" "$(( $(date +%s) - step_start ))"
+    # ninja prints "[done/total]" per translation unit (72 for the CPU ops).
+    PROGRESS=$(grep -o '^ *\[[0-9]*/[0-9]*\]' "$LOG" 2>/dev/null | tail -n 1 | tr -d ' []')
+    printf '    [%s] mmcv-full ops compiled: %s translation units, %ss elapsed\n' \
+      "$(date +%H:%M:%S)" "${PROGRESS:-0/?}" "$(( $(date +%s) - step_start ))"
   done
   if ! wait "$BUILD_PID"; then
     tail -n 40 "$LOG" >&2

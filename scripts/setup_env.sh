@@ -58,19 +58,22 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] \
   exit 0
 fi
 
+# --no-compile: byte-compiling torch's ~10k modules at install costs ~30 s of
+# a warm set-up; Python compiles what is imported, when it is imported.
 PIP() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@" -c "$CONSTRAINTS"; }
+PIP_INSTALL() { PIP install --no-compile "$@"; }
 
 step "virtualenv $VENV (Python $PYVER)"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-PIP install -q "setuptools" wheel
+PIP_INSTALL -q "setuptools" wheel
 step_done
 
 step "torch $TORCH_VERSION + torchvision $TORCHVISION_VERSION"
-PIP install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+PIP_INSTALL -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 step_done
 
 step "runtime dependencies of mmcv-full / mmpose / mmdet (requirements/runtime.txt)"
-PIP install -q -r "$REPO/requirements/runtime.txt"
+PIP_INSTALL -q -r "$REPO/requirements/runtime.txt"
 step_done
 
 # --- mmcv-full with compiled ops --------------------------------------------
@@ -123,19 +126,19 @@ else
   rm -rf "$BUILD_ROOT"
   echo "    cached $(ls "$WHEEL_DIR") in $WHEEL_DIR"
 fi
-PIP install -q --no-deps --force-reinstall "$WHEEL_DIR"/mmcv_full-*.whl
+PIP_INSTALL -q --no-deps --force-reinstall "$WHEEL_DIR"/mmcv_full-*.whl
 step_done
 
 step "mmpose 0.29.0 + mmdet 2.28.2 (--no-deps: their real deps are in runtime.txt; no chumpy)"
-PIP install -q --no-deps "mmpose==0.29.0" "mmdet==2.28.2"
+PIP_INSTALL -q --no-deps "mmpose==0.29.0" "mmdet==2.28.2"
 step_done
 
 step "test / benchmark tools (requirements/tests.txt)"
-PIP install -q -r "$REPO/requirements/tests.txt"
+PIP_INSTALL -q -r "$REPO/requirements/tests.txt"
 step_done
 
 step "resnest_plugin (editable)"
-PIP install -q --no-deps --no-build-isolation -e "$REPO"
+PIP_INSTALL -q --no-deps --no-build-isolation -e "$REPO"
 step_done
 
 step "smoke check"

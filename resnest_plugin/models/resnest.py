@@ -12,16 +12,18 @@ Provenance:
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 import torch.utils.checkpoint as cp
-from mmcv.cnn import ConvModule, build_conv_layer, build_norm_layer, constant_init, kaiming_init
+from mmcv.cnn import build_conv_layer, build_norm_layer, constant_init, kaiming_init
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .split_attention import SplitAttentionConv2d
+from .fused_inference import conv_bn, is_foldable_norm, is_plain_conv, use_fused_inference
+from .split_attention import NamedChildCaller, SplitAttentionConv2d
 
 __all__ = ["ARCH_SETTINGS", "ResNeStArch", "ResNeStBottleneck", "ResNeSt"]
 
@@ -49,7 +51,7 @@ ARCH_SETTINGS = {
 }
 
 
-class ResNeStBottleneck(nn.Module):
+class ResNeStBottleneck(NamedChildCaller):
     """ResNeSt bottleneck: 1x1 conv, split-attention 3x3 conv, 1x1 conv.
 
     Args:
@@ -71,6 +73,9 @@ class ResNeStBottleneck(nn.Module):
         conv_cfg: mmcv config of the convs.
         norm_cfg: mmcv config of the norm layers.
     """
+
+    # getattr with a computed name: TorchScript would reject these (see NamedChildCaller).
+    __jit_unused_properties__ = ["norm1", "norm3"]
 
     def __init__(
         self,
@@ -138,13 +143,46 @@ class ResNeStBottleneck(nn.Module):
         return getattr(self, self.norm3_name)
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.norm1(self.conv1(x)))
-        out = self.conv2(out)
+        out = self.conv1(x)
+        if torch.jit.is_scripting():
+            out = self.call_child(out, self.norm1_name)
+        else:
+            out = self.norm1(out)
+        out = self.conv2(self.relu(out))
+        if hasattr(self, "avd_layer"):  # static in TorchScript: the layer exists iff avg_down_stride
+            out = self.avd_layer(out)
+        out = self.conv3(out)
+        if torch.jit.is_scripting():
+            out = self.call_child(out, self.norm3_name)
+        else:
+            out = self.norm3(out)
+        identity = x if self.downsample is None else self.downsample(x)
+        # In place, as MMPose: the norm's backward does not need its output.
+        return out.add_(identity)
+
+    @torch.jit.unused
+    def fusable(self) -> bool:
+        """Whether :meth:`fused_forward` can stand in for ``forward`` (in eval)."""
+        return (is_plain_conv(self.conv1) and is_plain_conv(self.conv3) and is_foldable_norm(self.norm1)
+                and is_foldable_norm(self.norm3) and type(self.relu) is nn.ReLU and self.conv2.fusable()
+                and _fusable_downsample(self.downsample))
+
+    @torch.jit.unused
+    def fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` for eval-mode CPU inference without autograd: each conv
+        with its folded norm, ReLU and (last conv) residual add as one oneDNN
+        op (:mod:`.fused_inference`)."""
+        out = conv_bn(x, self.conv1, self.norm1, relu=True)
+        out = self.conv2.fused_forward(out)
         if self.avg_down_stride:
             out = self.avd_layer(out)
-        out = self.norm3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        identity = x
+        if self.downsample is not None:
+            *pools, conv, norm = list(self.downsample)
+            for pool in pools:
+                identity = pool(identity)
+            identity = conv_bn(identity, conv, norm)
+        return conv_bn(out, self.conv3, self.norm3, relu=True, residual=identity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the block.
@@ -155,13 +193,47 @@ class ResNeStBottleneck(nn.Module):
         Returns:
             Output of shape ``(B, out_channels, H / stride, W / stride)``.
         """
-        if self.with_cp and x.requires_grad:
+        if torch.jit.is_scripting():
+            out = self._residual(x)  # scripted models are for inference: no checkpointing
+        elif self.with_cp and x.requires_grad:
             # use_reentrant=False: the non-deprecated mode, also correct when
             # only parameters (not the input) require gradients.
             out = cp.checkpoint(self._residual, x, use_reentrant=False)
         else:
             out = self._residual(x)
         return self.relu(out)
+
+
+def _fusable_downsample(downsample: Optional[nn.Module]) -> bool:
+    if downsample is None:
+        return True
+    layers = list(downsample)
+    return (isinstance(downsample, nn.Sequential) and is_plain_conv(layers[-2])
+            and is_foldable_norm(layers[-1]) and all(isinstance(m, nn.AvgPool2d) for m in layers[:-2]))
+
+
+def _conv_norm_relu(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    conv_cfg: Optional[dict],
+    norm_cfg: dict,
+) -> nn.Sequential:
+    """3x3 conv -> norm -> ReLU: one unit of the deep stem.
+
+    The layers and child names (``conv``, ``bn``/``gn``/..., ``activate``)
+    are those of mmcv's ``ConvModule`` as MMPose's ResNetV1d builds it, so
+    the state-dict keys (``stem.0.conv.weight``, ``stem.0.bn.*``) are
+    MMPose's. A plain ``nn.Sequential`` instead of a ``ConvModule`` because
+    ConvModule's forward reaches its norm by ``getattr`` with a computed
+    name, which ``torch.jit.script`` rejects.
+    """
+    conv = build_conv_layer(conv_cfg, in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+    norm_name, norm = build_norm_layer(norm_cfg, out_channels)
+    # ConvModule's own initialisation, in its order (same random draws).
+    kaiming_init(conv, a=0, nonlinearity="relu")
+    constant_init(norm, 1, bias=0)
+    return nn.Sequential(OrderedDict([("conv", conv), (norm_name, norm), ("activate", nn.ReLU(inplace=True))]))
 
 
 def _make_downsample(
@@ -221,6 +293,12 @@ class ResNeSt(nn.Module):
         norm_eval: Keep BatchNorm layers in eval mode during training.
         with_cp: Gradient checkpointing of each bottleneck.
         zero_init_residual: Zero-init the last norm of each bottleneck.
+        pretrained_strict: How ``init_weights(path)`` treats a checkpoint that
+            does not fit: ``True`` = any missing/unexpected/mismatched key is
+            an error; ``None`` (default) = only a different stem width or depth
+            is an error, other mismatches warn; ``False`` = everything that
+            does not fit is skipped with a warning (MMPose's behaviour, e.g.
+            the 128-stem ``mmcls://resnest101`` into a 64-stem model).
 
     Example:
         >>> import torch
@@ -233,6 +311,15 @@ class ResNeSt(nn.Module):
         (1, 1024, 4, 4)
         (1, 2048, 2, 2)
     """
+
+    #: Eval-mode CPU inference without autograd (``torch.no_grad``, as in
+    #: MMPose's test loop) runs the fused fast path: channels_last, each norm
+    #: folded into its conv from the current statistics, ReLU and residual add
+    #: fused into the oneDNN convs. Same function; float32 rounding differs
+    #: (reassociated sums, ~1e-6 relative). Off by default: the plain path is
+    #: MMPose's arithmetic op for op. A model whose norms were already folded
+    #: by ``mmcv.cnn.fuse_conv_bn`` takes the fast path regardless.
+    fast_inference: bool = False
 
     def __init__(
         self,
@@ -256,6 +343,7 @@ class ResNeSt(nn.Module):
         norm_eval: bool = False,
         with_cp: bool = False,
         zero_init_residual: bool = True,
+        pretrained_strict: Optional[bool] = None,
     ) -> None:
         super().__init__()
         if depth not in ARCH_SETTINGS:
@@ -288,14 +376,15 @@ class ResNeSt(nn.Module):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.zero_init_residual = zero_init_residual
+        self.pretrained_strict = pretrained_strict
         self.stage_blocks = arch.stage_blocks[:num_stages]
 
         # ResNet-D deep stem (arXiv 1812.01187): three 3x3 convs replace the 7x7.
         half = stem_channels // 2
         self.stem = nn.Sequential(
-            ConvModule(in_channels, half, 3, stride=2, padding=1, conv_cfg=conv_cfg, norm_cfg=norm_cfg),
-            ConvModule(half, half, 3, stride=1, padding=1, conv_cfg=conv_cfg, norm_cfg=norm_cfg),
-            ConvModule(half, stem_channels, 3, stride=1, padding=1, conv_cfg=conv_cfg, norm_cfg=norm_cfg),
+            _conv_norm_relu(in_channels, half, 2, conv_cfg, norm_cfg),
+            _conv_norm_relu(half, half, 1, conv_cfg, norm_cfg),
+            _conv_norm_relu(half, stem_channels, 1, conv_cfg, norm_cfg),
         )
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
@@ -366,6 +455,43 @@ class ResNeSt(nn.Module):
         else:
             raise TypeError(f"pretrained must be a str or None, got {type(pretrained).__name__}")
 
+    @torch.jit.unused
+    def _takes_fast_path(self, x: torch.Tensor) -> bool:
+        """Whether this call runs :meth:`_fast_forward` (see :attr:`fast_inference`)."""
+        if not use_fused_inference(x, self):
+            return False
+        norms_folded = not any(isinstance(m, _BatchNorm) for m in self.modules())
+        if not (self.fast_inference or norms_folded):
+            return False
+        stem_ok = all(is_plain_conv(unit[0]) and is_foldable_norm(unit[1]) for unit in self.stem)
+        return stem_ok and all(block.fusable() for block in self._blocks())
+
+    @torch.jit.unused
+    def _blocks(self) -> List[ResNeStBottleneck]:
+        return [block for name in self.res_layers for block in getattr(self, name)]
+
+    @torch.jit.unused
+    def _fast_forward(self, x: torch.Tensor) -> Any:
+        """``forward`` for eval-mode CPU inference without autograd.
+
+        channels_last from the input on (oneDNN's convolutions and the split
+        attention's reductions are fastest there, and no layer leaves it), and
+        every conv + norm (+ ReLU, + residual add) as one oneDNN op, with the
+        norm folded from its current statistics (:mod:`.fused_inference`).
+        """
+        x = x.contiguous(memory_format=torch.channels_last)
+        for unit in self.stem:
+            x = conv_bn(x, unit[0], unit[1], relu=True)
+        x = self.maxpool(x)
+        outs = []
+        for index, name in enumerate(self.res_layers):
+            for block in getattr(self, name):
+                x = block.fused_forward(x)
+            if index in self.out_indices:
+                outs.append(x)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    @torch.jit.unused
     def _check_batch(self, x: torch.Tensor) -> None:
         if self.training and x.shape[0] == 1 and any(
                 isinstance(m, _BatchNorm) and m.training for m in self.modules()):
@@ -376,24 +502,41 @@ class ResNeSt(nn.Module):
                 "(in MMPose: data=dict(train_dataloader=dict(drop_last=True)) so the last partial "
                 "batch is dropped), or norm_eval=True, or norm_cfg=dict(type='GN', num_groups=...).")
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
+    def forward(self, x: torch.Tensor) -> Any:
         """Compute the features of the stages named by ``out_indices``.
+
+        Eval-mode CPU inference without autograd takes a fused fast path
+        (:meth:`_fast_forward`) when :attr:`fast_inference` is set or the
+        norms were folded into the convs (``mmcv.cnn.fuse_conv_bn``, as
+        ``tools/test.py --fuse-conv-bn`` does).
 
         Args:
             x: Images of shape ``(B, in_channels, H, W)``.
 
         Returns:
-            One tensor if a single stage is requested, else a tuple.
+            One tensor if a single stage is requested, else a tuple of
+            tensors (a list in TorchScript, which has no variable-length
+            tuples).
         """
-        self._check_batch(x)
+        if not torch.jit.is_scripting():
+            self._check_batch(x)
+            if self._takes_fast_path(x):
+                return self._fast_forward(x)
         x = self.maxpool(self.stem(x))
-        outs = []
-        for index, name in enumerate(self.res_layers):
-            x = getattr(self, name)(x)
-            if index in self.out_indices:
-                outs.append(x)
+        outs: List[torch.Tensor] = []
+        stage = 0
+        # The stages are the children layer1, layer2, ... in registration order;
+        # iterating the children (not getattr with a computed name) scripts.
+        for name, layer in self.named_children():
+            if name.startswith("layer"):
+                x = layer(x)
+                if stage in self.out_indices:
+                    outs.append(x)
+                stage += 1
         if len(outs) == 1:
             return outs[0]
+        if torch.jit.is_scripting():
+            return outs
         return tuple(outs)
 
     def train(self, mode: bool = True) -> "ResNeSt":

@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from torch import nn
 
-__all__ = ["RadixSoftmax", "SplitAttentionConv2d"]
+from .fused_inference import conv_bn, is_foldable_norm, is_plain_conv
+
+__all__ = ["NamedChildCaller", "RadixSoftmax", "SplitAttentionConv2d", "weighted_sum"]
 
 
 class RadixSoftmax(nn.Module):
@@ -57,7 +59,36 @@ class RadixSoftmax(nn.Module):
         return torch.sigmoid(logits).reshape(batch, -1)
 
 
-class SplitAttentionConv2d(nn.Module):
+class NamedChildCaller(nn.Module):
+    """Base for modules whose norm layers have mmcv's type-dependent names.
+
+    mmcv's ``build_norm_layer`` names a norm by its type (``bn1`` for BN,
+    ``gn1`` for GN, ...), and the modules reach it through a property doing
+    ``getattr(self, self.norm1_name)``. TorchScript accepts ``getattr`` only
+    with a literal name, so scripted code calls :meth:`call_child` instead.
+    """
+
+    def call_child(self, x: torch.Tensor, wanted: str) -> torch.Tensor:
+        """Apply the child module named ``wanted`` to ``x``.
+
+        In TorchScript the loop over the children is unrolled at compile
+        time: a few string comparisons per call. Eager code uses the
+        properties instead.
+
+        Args:
+            x: Input of the child.
+            wanted: Attribute name of the child.
+
+        Returns:
+            The child's output.
+        """
+        for name, child in self.named_children():
+            if name == wanted:
+                x = child(x)
+        return x
+
+
+class SplitAttentionConv2d(NamedChildCaller):
     """Split-attention convolution (the 3x3 conv of a ResNeSt bottleneck).
 
     One grouped conv with ``groups * radix`` groups produces ``radix`` splits
@@ -79,6 +110,9 @@ class SplitAttentionConv2d(nn.Module):
         conv_cfg: mmcv config of the split conv (``None`` = ``nn.Conv2d``).
         norm_cfg: mmcv config of the two norm layers.
     """
+
+    # getattr with a computed name: TorchScript would reject these (see NamedChildCaller).
+    __jit_unused_properties__ = ["norm0", "norm1"]
 
     def __init__(
         self,
@@ -140,22 +174,92 @@ class SplitAttentionConv2d(nn.Module):
         """Apply the split conv and the split attention.
 
         Args:
-            x: Input of shape ``(B, in_channels, H, W)``.
+            x: Input of shape ``(B, in_channels, H, W)``, either memory
+                format; the output keeps the format of the split conv's
+                output (``channels_last`` in, ``channels_last`` out).
 
         Returns:
             Output of shape ``(B, channels, H', W')``.
         """
-        x = self.relu(self.norm0(self.conv(x)))  # (B, R*C, H, W), radix-major (r, g, c)
-        batch, _, height, width = x.shape
-        # Pool first, then sum the splits: the sum then runs over R*C numbers
-        # instead of R*C*H*W (same value up to float rounding).
-        gap = F.adaptive_avg_pool2d(x, 1)  # (B, R*C, 1, 1)
-        if self.radix > 1:
-            gap = gap.view(batch, self.radix, self.channels, 1, 1).sum(dim=1)  # (B, C, 1, 1)
-        attention = self.fc2(self.relu(self.norm1(self.fc1(gap))))  # (B, G*R*c, 1, 1), group-major
+        x = self.conv(x)
+        if torch.jit.is_scripting():
+            x = self.call_child(x, self.norm0_name)
+        else:
+            x = self.norm0(x)
+        return self.attend(self.relu(x))
+
+    @torch.jit.unused
+    def fusable(self) -> bool:
+        """Whether :meth:`fused_forward` can stand in for ``forward`` (in eval)."""
+        return is_plain_conv(self.conv) and is_foldable_norm(self.norm0) and type(self.relu) is nn.ReLU
+
+    @torch.jit.unused
+    def fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` for eval-mode CPU inference without autograd: split conv,
+        folded norm and ReLU as one oneDNN op (:mod:`.fused_inference`)."""
+        return self.attend(conv_bn(x, self.conv, self.norm0, relu=True), pool_first=True)
+
+    def attend(self, x: torch.Tensor, pool_first: bool = False) -> torch.Tensor:
+        """Weight the splits of ``x`` by their attention and sum them.
+
+        Args:
+            x: Activated split-conv output ``(B, R*C, H, W)``, radix-major.
+            pool_first: Pool each split, then sum the ``R*C`` means (reads
+                ``x`` once) instead of MMPose's sum of the splits, then pool
+                (an extra pass over ``x``). Same value up to float rounding;
+                the default keeps MMPose's order, which makes the output
+                bit-identical to MMPose's built-in on the same kernels (a
+                50+-block network amplifies even 1-ulp differences).
+
+        Returns:
+            ``(B, C, H, W)``, same memory format as ``x``.
+        """
+        batch = x.size(0)
+        if pool_first:
+            gap = F.adaptive_avg_pool2d(x, 1)  # (B, R*C, 1, 1)
+            if self.radix > 1:
+                gap = gap.view(batch, self.radix, self.channels, 1, 1).sum(dim=1)  # (B, C, 1, 1)
+        else:
+            if self.radix > 1:
+                x_sum = x.view(batch, self.radix, self.channels, x.size(2), x.size(3)).sum(dim=1)  # (B, C, H, W)
+            else:
+                x_sum = x
+            gap = F.adaptive_avg_pool2d(x_sum, 1)  # (B, C, 1, 1)
+        hidden = self.fc1(gap)
+        if torch.jit.is_scripting():
+            hidden = self.call_child(hidden, self.norm1_name)
+        else:
+            hidden = self.norm1(hidden)
+        attention = self.fc2(self.relu(hidden))  # (B, G*R*c, 1, 1), group-major
         weights = self.rsoftmax(attention)  # (B, R*C), radix-major
-        if self.radix == 1:
-            return x * weights.view(batch, self.channels, 1, 1)
-        splits = x.view(batch, self.radix, self.channels, height, width)  # (B, R, C, H, W)
-        weights = weights.view(batch, self.radix, self.channels, 1, 1)  # (B, R, C, 1, 1)
-        return (splits * weights).sum(dim=1)  # (B, C, H, W)
+        return weighted_sum(x, weights, self.radix)
+
+
+def weighted_sum(x: torch.Tensor, weights: torch.Tensor, radix: int) -> torch.Tensor:
+    """Sum of the radix splits of ``x`` weighted per channel, layout-preserving.
+
+    Equals MMPose's ``torch.sum(weights.view(B, R, C, 1, 1) * splits, dim=1)``
+    (same products, same additions). On ``channels_last`` input MMPose's
+    five-dimensional product and reduction leave the format (the result is
+    NCHW-contiguous, and the next conv converts it back); here the splits are
+    viewed as ``(B, H, W, R, C)`` in the NHWC memory, the reduction runs over
+    ``R`` there, and the result is ``channels_last`` again.
+
+    Args:
+        x: Split-conv output ``(B, R*C, H, W)``, radix-major ``(r, g, c)``.
+        weights: Per-split weights ``(B, R*C)``, radix-major.
+        radix: ``R``.
+
+    Returns:
+        ``(B, C, H, W)`` in the memory format of ``x``.
+    """
+    batch, _, height, width = x.shape
+    channels = x.size(1) // radix
+    if radix == 1:
+        return x * weights.view(batch, channels, 1, 1)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        splits = x.permute(0, 2, 3, 1).view(batch, height, width, radix, channels)  # (B, H, W, R, C)
+        out = (splits * weights.view(batch, 1, 1, radix, channels)).sum(dim=3)  # (B, H, W, C)
+        return out.permute(0, 3, 1, 2)  # (B, C, H, W), channels_last memory
+    splits = x.reshape(batch, radix, channels, height, width)  # (B, R, C, H, W), a view if contiguous
+    return (splits * weights.view(batch, radix, channels, 1, 1)).sum(dim=1)  # (B, C, H, W)

@@ -1,0 +1,413 @@
+"""Speed and memory of resnest_plugin's ResNeSt against MMPose's, timm's and torchvision's.
+
+One run, one process, interleaved repetitions; prints markdown tables with
+ratios. Sections (``--sections``):
+
+* ``forward``: backbone forward throughput (eval, fp32, no grad) of every
+  implementation on two paths:
+  - *default*: what ``tools/test.py`` does without flags (NCHW input, BN
+    layers as trained);
+  - *best*: each implementation at its best: Conv+BN fused with
+    ``mmcv.cnn.fuse_conv_bn`` (as ``tools/test.py --fuse-conv-bn``), model
+    and input in ``channels_last``, and ``torch.compile`` with ``--compile``.
+  GMAC/s = MACs per image (counted once with hooks) x images/s.
+* ``train``: training step (forward, backward, Adam step) throughput.
+* ``memory``: peak memory of a training step with and without ``with_cp``
+  (each in a fresh process, see ``train_memory.py``), and whether the
+  gradients are equal.
+* ``onnx``: full TopDown model (our backbone + MMPose's heatmap head)
+  exported to ONNX (opset 17), onnxruntime vs PyTorch on CPU.
+* ``tools``: MMPose's ``tools/test.py`` end to end on the mini COCO, our
+  config vs MMPose's (``benchmark_tools_test.py``).
+
+Usage::
+
+    .venv/bin/python benchmarks/benchmark_backbone.py            # full run (make bench)
+    .venv/bin/python benchmarks/benchmark_backbone.py --quick    # R50 256x192 only, short
+    .venv/bin/python benchmarks/benchmark_backbone.py --sections forward --depths 50 --reps 7
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    IMPLEMENTATIONS, Measurement, build_backbone, count_macs, display_name, interleaved, machine_summary,
+    parse_size, set_mode, synchronize)
+
+REPO = Path(__file__).resolve().parents[1]
+SECTIONS = ("forward", "train", "memory", "onnx", "tools")
+
+__all__ = ["main"]
+
+
+# --- forward ------------------------------------------------------------------------
+
+def prepare(model: nn.Module, path: str, device: torch.device, compile_model: bool) -> nn.Module:
+    """Put a freshly built backbone on one of the benchmarked paths.
+
+    Args:
+        model: The backbone.
+        path: ``default`` (eval, as built) or ``best`` (fused Conv+BN,
+            channels_last, optionally compiled).
+        device: Target device.
+        compile_model: Wrap with ``torch.compile`` (``best`` path only).
+
+    Returns:
+        The prepared model.
+    """
+    from mmcv.cnn import fuse_conv_bn
+
+    model = set_mode(model.to(device), False)
+    if path == "best":
+        model = fuse_conv_bn(model).to(memory_format=torch.channels_last)
+        if compile_model:
+            model = torch.compile(model)
+    return model
+
+
+def _forward_runner(model: nn.Module, images: torch.Tensor) -> Callable[[], int]:
+    def run() -> int:
+        with torch.no_grad():
+            model(images)
+        return images.shape[0]
+
+    return run
+
+
+def bench_forward(args: argparse.Namespace, device: torch.device, summary: dict) -> List[str]:
+    """Forward throughput table (default and best paths)."""
+    lines = ["### Backbone forward (eval, fp32, no grad)", "",
+             f"batch {args.batch}; img/s median and min..max of {args.reps} interleaved repetitions "
+             f"(each >= {args.min_seconds:.1f} s); GMAC/s = MACs/img x img/s; ratio vs MMPose on the same path.",
+             "", "| model | input | path | img/s | spread | GMAC/img | GMAC/s | vs MMPose |",
+             "|---|---|---|---|---|---|---|---|"]
+    paths = ["default", "best"] if args.paths == "both" else [args.paths]
+    for depth in args.depths:
+        for size in args.sizes:
+            height, width = parse_size(size)
+            runners: Dict[str, Callable[[], int]] = {}
+            macs: Dict[str, int] = {}
+            for impl in args.impls:
+                base = build_backbone(impl, depth)
+                macs[impl] = count_macs(set_mode(base, False), (1, 3, height, width))
+                for path in paths:
+                    model = prepare(copy.deepcopy(base), path, device,
+                                    compile_model=args.compile and path == "best")
+                    images = torch.randn(args.batch, 3, height, width, device=device)
+                    if path == "best":
+                        images = images.contiguous(memory_format=torch.channels_last)
+                    runners[f"{impl}/{path}"] = _forward_runner(model, images)
+                del base
+            warmup = 2 if args.compile else 1
+            results = interleaved(runners, args.reps, device, warmup=warmup, min_seconds=args.min_seconds)
+            for path in paths:
+                reference = results.get(f"mmpose/{path}")
+                for impl in args.impls:
+                    m = results[f"{impl}/{path}"]
+                    ratio = f"{m.median / reference.median:.3f}" if reference else "-"
+                    gmacs = macs[impl] / 1e9
+                    label = path + (" (+compile)" if args.compile and path == "best" else "")
+                    lines.append(f"| {display_name(impl, depth)} | {size} | {label} | {m.median:.2f} | "
+                                 f"{m.spread} | {gmacs:.2f} | {gmacs * m.median:.1f} | {ratio} |")
+                    summary.setdefault("forward", {})[f"{impl}/{depth}/{size}/{path}"] = dict(
+                        img_s=m.median, rates=m.rates, gmac=gmacs)
+            print(f"  forward ResNeSt-{depth} {size} done", file=sys.stderr, flush=True)
+    return lines
+
+
+# --- train ----------------------------------------------------------------------------
+
+def _train_runner(model: nn.Module, images: torch.Tensor) -> Callable[[], int]:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def run() -> int:
+        optimizer.zero_grad(set_to_none=True)
+        out = model(images)
+        out = out[-1] if isinstance(out, (tuple, list)) else out
+        out.float().square().mean().backward()
+        optimizer.step()
+        return images.shape[0]
+
+    return run
+
+
+def bench_train(args: argparse.Namespace, device: torch.device, summary: dict) -> List[str]:
+    """Training-step throughput table."""
+    size = args.sizes[0]
+    height, width = parse_size(size)
+    lines = ["### Training step (forward + backward + Adam, fp32, train-mode BN)", "",
+             f"batch {args.train_batch}, {size}; {args.train_reps} interleaved repetitions.", "",
+             "| model | img/s | spread | vs MMPose |", "|---|---|---|---|"]
+    for depth in args.train_depths:
+        runners = {}
+        for impl in args.train_impls:
+            torch.manual_seed(0)
+            model = set_mode(build_backbone(impl, depth).to(device), True)
+            images = torch.randn(args.train_batch, 3, height, width, device=device)
+            runners[impl] = _train_runner(model, images)
+        results = interleaved(runners, args.train_reps, device, warmup=1)
+        reference = results.get("mmpose")
+        for impl, m in results.items():
+            ratio = f"{m.median / reference.median:.3f}" if reference else "-"
+            lines.append(f"| {display_name(impl, depth)} | {m.median:.2f} | {m.spread} | {ratio} |")
+            summary.setdefault("train", {})[f"{impl}/{depth}/{size}"] = dict(img_s=m.median, rates=m.rates)
+        print(f"  train ResNeSt-{depth} done", file=sys.stderr, flush=True)
+    return lines
+
+
+# --- memory ---------------------------------------------------------------------------
+
+def _gradients_equal(depth: int, size: str, device: torch.device) -> Tuple[float, float]:
+    """Max |grad difference| between with_cp=True and False, and max |grad|."""
+    height, width = parse_size(size)
+    torch.manual_seed(0)
+    plain = set_mode(build_backbone("ours", depth).to(device), True)
+    checkpointed = set_mode(build_backbone("ours", depth, with_cp=True).to(device), True)
+    checkpointed.load_state_dict(plain.state_dict())
+    images = torch.randn(2, 3, height // 2, width // 2, device=device)
+    grads = []
+    for model in (plain, checkpointed):
+        model.zero_grad()
+        model(images).square().mean().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    worst = max((grads[0][n] - grads[1][n]).abs().max().item() for n in grads[0])
+    largest = max(g.abs().max().item() for g in grads[0].values())
+    return worst, largest
+
+
+def bench_memory(args: argparse.Namespace, device: torch.device, summary: dict) -> List[str]:
+    """Peak training memory with/without with_cp, each in a fresh process."""
+    size = args.sizes[0]
+    lines = ["### Peak memory of one training step, with_cp (gradient checkpointing)", "",
+             f"batch {args.train_batch}, {size}; each measured in a fresh process "
+             "(method: benchmarks/train_memory.py).", "",
+             "| model | with_cp=False MiB | with_cp=True MiB | ratio |", "|---|---|---|---|"]
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    method = ""
+    for depth in args.train_depths:
+        for impl in ("ours", "mmpose"):
+            peaks = []
+            for with_cp in (False, True):
+                command = [sys.executable, str(Path(__file__).resolve().parent / "train_memory.py"),
+                           "--impl", impl, "--depth", str(depth), "--batch", str(args.train_batch),
+                           "--size", size, "--device", device.type] + (["--with-cp"] if with_cp else [])
+                completed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+                if completed.returncode != 0:
+                    raise RuntimeError(f"memory worker failed: {' '.join(command)}\n{completed.stderr[-2000:]}")
+                result = json.loads(completed.stdout.strip().splitlines()[-1])
+                peaks.append(result["peak_mib"])
+                method = result["method"]
+            lines.append(f"| {display_name(impl, depth)} | {peaks[0]:.0f} | {peaks[1]:.0f} | "
+                         f"{peaks[1] / peaks[0]:.3f} |")
+            summary.setdefault("memory", {})[f"{impl}/{depth}"] = dict(without=peaks[0], with_cp=peaks[1])
+        worst, largest = _gradients_equal(depth, size, device)
+        lines.append("")
+        lines.append(f"ResNeSt-{depth} gradients with_cp vs without (batch 2, half size): "
+                     f"max |difference| {worst:.2e} (largest gradient {largest:.2e}).")
+        summary.setdefault("memory", {})[f"grad_diff/{depth}"] = worst
+    lines.append(f"Method: {method}.")
+    return lines
+
+
+# --- ONNX -------------------------------------------------------------------------------
+
+class _Dummy(nn.Module):
+    """Exposes ``TopDown.forward_dummy`` (image -> heatmaps) as ``forward``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.model.forward_dummy(images)
+
+
+def bench_onnx(args: argparse.Namespace, device: torch.device, summary: dict) -> List[str]:
+    """onnxruntime vs PyTorch on the full TopDown model with our backbone."""
+    import onnxruntime
+    from mmcv import Config
+    from mmpose.models import build_posenet
+
+    size = args.sizes[0]
+    height, width = parse_size(size)
+    cfg = Config.fromfile(str(REPO / "configs" / "top_down" / "resnest" / "coco" / f"resnest50_coco_{size}.py"))
+    cfg.model.pretrained = None
+    torch.manual_seed(0)
+    model = build_posenet(cfg.model)
+    model.init_weights()
+    wrapped = _Dummy(model).eval()
+    images = torch.randn(args.batch, 3, height, width)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "topdown_resnest50.onnx"
+        torch.onnx.export(wrapped, (images[:1],), str(path), opset_version=17, dynamo=False,
+                          input_names=["images"], output_names=["heatmaps"],
+                          dynamic_axes={"images": {0: "batch"}, "heatmaps": {0: "batch"}})
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {"images": images.numpy()}
+    with torch.no_grad():
+        expected = wrapped(images)
+    actual = torch.from_numpy(session.run(None, feed)[0])
+    difference = (actual - expected).abs().max().item()
+
+    def run_ort() -> int:
+        session.run(None, feed)
+        return images.shape[0]
+
+    runners = {"pytorch": _forward_runner(wrapped, images), "onnxruntime": run_ort}
+    results = interleaved(runners, args.reps, torch.device("cpu"), warmup=1, min_seconds=args.min_seconds)
+    base = results["pytorch"].median
+    lines = ["### ONNX export of the full TopDown model (our ResNeSt-50 + heatmap head), CPU", "",
+             f"batch {args.batch}, {size}; opset 17 (TorchScript exporter); onnxruntime "
+             f"{onnxruntime.__version__}, {torch.get_num_threads()} intra-op threads; "
+             f"max |heatmap difference| {difference:.2e}.", "",
+             "| runtime | img/s | spread | vs PyTorch |", "|---|---|---|---|"]
+    for name, m in results.items():
+        lines.append(f"| {name} | {m.median:.2f} | {m.spread} | {m.median / base:.3f} |")
+    summary["onnx"] = dict(pytorch=base, onnxruntime=results["onnxruntime"].median, max_diff=difference)
+    return lines
+
+
+# --- summary ----------------------------------------------------------------------------
+
+def _ratio(summary: dict, section: str, a: str, b: str) -> Optional[float]:
+    table = summary.get(section, {})
+    if a in table and b in table:
+        return table[a]["img_s"] / table[b]["img_s"]
+    return None
+
+
+def targets(summary: dict, args: argparse.Namespace) -> List[str]:
+    """The target ratios of issue 5, from the measured numbers."""
+    lines = ["### Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
+
+    def row(label: str, value: Optional[float], goal: float, fmt: str = "{:.3f}", lower: bool = False) -> None:
+        if value is None:
+            return
+        met = value <= goal if lower else value >= goal
+        lines.append(f"| {label} | {fmt.format(value)} | {'<=' if lower else '>='} {goal} | "
+                     f"{'yes' if met else 'NO'} |")
+
+    for depth in args.depths:
+        for size in args.sizes:
+            key = f"{depth}/{size}"
+            row(f"default forward R{depth} {size}: ours / MMPose",
+                _ratio(summary, "forward", f"ours/{key}/default", f"mmpose/{key}/default"), 1.25)
+            row(f"default forward R{depth} {size}: ours / timm",
+                _ratio(summary, "forward", f"ours/{key}/default", f"timm/{key}/default"), 1.0)
+            row(f"best forward R{depth} {size}: ours / MMPose",
+                _ratio(summary, "forward", f"ours/{key}/best", f"mmpose/{key}/best"), 1.15)
+            forward = summary.get("forward", {})
+            ours, tv = forward.get(f"ours/{key}/best"), forward.get(f"torchvision/{key}/best")
+            if ours and tv:
+                row(f"best forward R{depth} {size}: GMAC/s ours / torchvision ResNet-{depth}",
+                    ours["img_s"] * ours["gmac"] / (tv["img_s"] * tv["gmac"]), 0.85)
+    size = args.sizes[0]
+    for depth in args.train_depths:
+        row(f"training step R{depth} {size}: ours / MMPose",
+            _ratio(summary, "train", f"ours/{depth}/{size}", f"mmpose/{depth}/{size}"), 1.15)
+        memory = summary.get("memory", {}).get(f"ours/{depth}")
+        if memory:
+            row(f"with_cp peak training memory R{depth}: with / without",
+                memory["with_cp"] / memory["without"], 0.6, lower=True)
+    if "tools" in summary:
+        row("tools/test.py img/s: our config / MMPose's", summary["tools"], 1.1)
+    return lines
+
+
+# --- main -----------------------------------------------------------------------------
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Command-line options; ``--quick`` overrides the defaults for a short run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="R50 256x192 only, fewer repetitions, no tools/test.py run (~3 min on 2 cores)")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=None,
+                        help="sections to run (default: all)")
+    parser.add_argument("--impls", nargs="+", choices=sorted(IMPLEMENTATIONS),
+                        default=["ours", "mmpose", "timm", "torchvision"])
+    parser.add_argument("--depths", nargs="+", type=int, choices=(50, 101), default=None)
+    parser.add_argument("--sizes", nargs="+", choices=("256x192", "384x288"), default=None)
+    parser.add_argument("--paths", choices=("default", "best", "both"), default="both")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--reps", type=int, default=None, help="forward repetitions per variant")
+    parser.add_argument("--min-seconds", type=float, default=None,
+                        help="minimum length of one timed repetition")
+    parser.add_argument("--train-batch", type=int, default=None)
+    parser.add_argument("--train-reps", type=int, default=None)
+    parser.add_argument("--train-depths", nargs="+", type=int, choices=(50, 101), default=[50])
+    parser.add_argument("--train-impls", nargs="+", choices=sorted(IMPLEMENTATIONS), default=None)
+    parser.add_argument("--tools-reps", type=int, default=2, help="tools/test.py runs per config")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile to the best path")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.sections = args.sections or (["forward", "train", "memory", "onnx"] if quick else list(SECTIONS))
+    args.depths = args.depths or ([50] if quick else [50, 101])
+    args.sizes = args.sizes or (["256x192"] if quick else ["256x192", "384x288"])
+    args.reps = args.reps or (3 if quick else 5)
+    args.min_seconds = args.min_seconds if args.min_seconds is not None else (0.0 if quick else 1.0)
+    args.train_batch = args.train_batch or (8 if quick else 16)
+    args.train_reps = args.train_reps or (2 if quick else 3)
+    args.train_impls = args.train_impls or (["ours", "mmpose"] if quick else ["ours", "mmpose", "timm",
+                                                                               "torchvision"])
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Run the selected sections and print the tables."""
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    import resnest_plugin  # noqa: F401  (registers the backbone, applies compat)
+
+    start = time.perf_counter()
+    print("## resnest_plugin benchmark\n")
+    print(machine_summary(device))
+    print()
+    summary: dict = {}
+    steps = {"forward": bench_forward, "train": bench_train, "memory": bench_memory}
+    if device.type == "cpu":
+        steps["onnx"] = bench_onnx
+    for section in args.sections:
+        if section == "tools":
+            from benchmark_tools_test import run as run_tools
+
+            lines = run_tools(depth=50, size=args.sizes[0], reps=args.tools_reps)
+            ours = next(l for l in lines if l.startswith("| our config"))
+            summary["tools"] = float(ours.split("|")[-2])
+            lines = ["### MMPose tools/test.py end to end", ""] + lines
+        elif section in steps:
+            lines = steps[section](args, device, summary)
+        else:
+            continue
+        print("\n".join(lines) + "\n", flush=True)
+    print("\n".join(targets(summary, args)))
+    load = os.getloadavg()
+    print(f"\nTotal {time.perf_counter() - start:.0f} s; load average at end: "
+          f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (above {os.cpu_count()}: the machine was busy "
+          "and absolute numbers are low; ratios of interleaved runs stay comparable).")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""ONNX export of a full TopDown model with our backbone, checked with onnxruntime.
+
+Oracle: the same model in PyTorch (eval). The exported graph must give the
+same heatmaps, for the batch size it was traced with and another one
+(dynamic batch axis), and contain no PyTorch-only operators.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from mmcv import Config
+from mmpose.models import build_posenet
+from torch import nn
+
+import resnest_plugin  # noqa: F401  (registers resnest_plugin.ResNeSt)
+from resnest_plugin.models import ResNeSt
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG = REPO_ROOT / "configs" / "top_down" / "resnest" / "coco" / "resnest50_coco_256x192.py"
+
+
+class HeatmapModel(nn.Module):
+    """``TopDown.forward_dummy`` (images -> heatmaps) as ``forward``, the graph MMPose's
+    ``tools/deployment/pytorch2onnx.py`` exports."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_dummy(images)
+
+
+def _randomise(model: nn.Module, seed: int) -> None:
+    """Non-trivial BN statistics and weights (fresh init makes blocks identities)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+            elif tensor.dim() == 1:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.1
+                             + (1.0 if name.endswith("weight") else 0.0))
+            else:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * tensor[0].numel() ** -0.5)
+
+
+def _export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    # The TorchScript-based exporter (dynamo=False): torch 2.x's default dynamo
+    # exporter needs the onnxscript package, which this project does not pin.
+    torch.onnx.export(model, (example,), str(path), opset_version=17, dynamo=False,
+                      input_names=["images"], output_names=["heatmaps"],
+                      dynamic_axes={"images": {0: "batch"}, "heatmaps": {0: "batch"}})
+
+
+def _session(path: Path) -> onnxruntime.InferenceSession:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def topdown() -> nn.Module:
+    """The 256x192 ResNeSt-50 TopDown model of our config, random non-trivial weights."""
+    cfg = Config.fromfile(str(CONFIG))
+    cfg.model.pretrained = None
+    model = build_posenet(cfg.model)
+    assert isinstance(model.backbone, ResNeSt)
+    _randomise(model, seed=0)
+    return model.eval()
+
+
+def test_topdown_onnx_heatmaps_match_pytorch(topdown: nn.Module, tmp_path: Path) -> None:
+    path = tmp_path / "topdown_resnest50.onnx"
+    wrapped = HeatmapModel(topdown).eval()
+    # Small input (64x48 instead of 256x192): same graph, a fraction of the CPU time.
+    example = torch.randn(1, 3, 64, 48, generator=torch.Generator().manual_seed(1))
+    _export(wrapped, example, path)
+
+    graph = onnx.load(str(path))
+    onnx.checker.check_model(graph)
+    assert graph.opset_import[0].version >= 17
+    ops = {node.op_type for node in graph.graph.node}
+    assert {"Conv", "ConvTranspose", "Softmax", "GlobalAveragePool"} <= ops or \
+        {"Conv", "ConvTranspose", "Softmax", "ReduceMean"} <= ops, sorted(ops)
+    assert not any(node.domain not in ("", "ai.onnx") for node in graph.graph.node), \
+        "graph holds non-standard operators"
+
+    session = _session(path)
+    for batch in (1, 3):  # the traced batch and another one (dynamic axis)
+        images = torch.randn(batch, 3, 64, 48, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            expected = wrapped(images).numpy()
+        (actual,) = session.run(None, {"images": images.numpy()})
+        assert actual.shape == expected.shape and expected.shape[:2] == (batch, 17)
+        assert np.abs(expected).max() > 1e-3, "degenerate heatmaps"
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_backbone_onnx_with_several_outputs_matches_pytorch(tmp_path: Path) -> None:
+    backbone = ResNeSt(depth=50, out_indices=(0, 1, 2, 3))
+    _randomise(backbone, seed=2)
+    backbone.eval()
+    images = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(3))
+    path = tmp_path / "resnest50.onnx"
+    torch.onnx.export(backbone, (images,), str(path), opset_version=17, dynamo=False,
+                      input_names=["images"], output_names=[f"stage{i}" for i in range(1, 5)])
+    with torch.no_grad():
+        expected = [t.numpy() for t in backbone(images)]
+    actual = _session(path).run(None, {"images": images.numpy()})
+    assert [a.shape for a in actual] == [e.shape for e in expected]
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,253 @@
+"""Correctness of every fast path of the backbone (no timing here: see benchmarks/).
+
+Paths: channels_last inside the forward, Conv+BN fusion as ``tools/test.py
+--fuse-conv-bn`` does it (``mmcv.cnn.fuse_conv_bn``), ``torch.compile``
+(one graph, no breaks), ``torch.jit.script``. Oracle: MMPose's built-in
+ResNeSt with the same weights, run the plain way (NCHW, unfused, eager).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import pytest
+import torch
+from mmcv.cnn import fuse_conv_bn
+from mmpose.models.backbones import ResNeSt as BuiltinResNeSt
+from torch import nn
+
+from resnest_plugin.models import ResNeSt
+from resnest_plugin.models.fused_inference import conv_bn, reference_conv_bn
+from resnest_plugin.models.split_attention import SplitAttentionConv2d, weighted_sum
+
+CHANNELS_LAST = torch.channels_last
+
+
+def randomise(model: nn.Module, seed: int) -> nn.Module:
+    """Non-trivial weights and BN statistics (fresh init hides layout mistakes)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+            elif tensor.dim() == 1:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.2
+                             + (1.0 if name.endswith("weight") else 0.0))
+            else:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * tensor[0].numel() ** -0.5)
+    return model
+
+
+def pair(radix: int = 2, groups: int = 1, avd: bool = True, **extra) -> Tuple[ResNeSt, BuiltinResNeSt]:
+    """Ours and the built-in with the same random weights, all four stages out, eval."""
+    options = dict(depth=50, radix=radix, groups=groups, avg_down_stride=avd, out_indices=(0, 1, 2, 3),
+                   **extra)
+    builtin = randomise(BuiltinResNeSt(**options), seed=radix * 10 + groups)
+    ours = ResNeSt(stem_channels=64, **options)
+    ours.load_state_dict(builtin.state_dict())
+    # MMPose 0.29's ResNet.train() returns None: no chaining on the built-in.
+    builtin.eval()
+    return ours.eval(), builtin
+
+
+def images(batch: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.randn(batch, 3, 64, 48, generator=torch.Generator().manual_seed(seed))
+
+
+def assert_outputs_close(actual, expected, tol: float) -> None:
+    assert len(actual) == len(expected)
+    for index, (a, e) in enumerate(zip(actual, expected)):
+        assert a.shape == e.shape, f"stage {index}: {tuple(a.shape)} != {tuple(e.shape)}"
+        torch.testing.assert_close(a, e, rtol=tol, atol=tol, msg=f"stage {index}")
+
+
+# --- channels_last ------------------------------------------------------------------
+
+@pytest.mark.parametrize("radix,groups", [(1, 1), (2, 1), (4, 2)])
+def test_weighted_sum_is_layout_preserving_and_exact(radix: int, groups: int) -> None:
+    x = torch.rand(2, radix * 16, 5, 3)
+    weights = torch.rand(2, radix * 16)
+    reference = (x.view(2, radix, 16, 5, 3) * weights.view(2, radix, 16, 1, 1)).sum(dim=1)
+    for layout in (torch.contiguous_format, CHANNELS_LAST):
+        out = weighted_sum(x.contiguous(memory_format=layout), weights, radix)
+        assert out.is_contiguous(memory_format=layout), f"{layout} not kept"
+        assert torch.equal(out, reference), f"{layout}: values differ"
+
+
+def test_split_attention_keeps_channels_last() -> None:
+    module = randomise(SplitAttentionConv2d(32, 32, radix=2, groups=1), seed=1).eval()
+    x = torch.randn(2, 32, 9, 7)
+    with torch.no_grad():
+        expected = module(x)
+        actual = module(x.contiguous(memory_format=CHANNELS_LAST))
+    assert actual.is_contiguous(memory_format=CHANNELS_LAST)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_either_input_layout_gives_builtin_outputs() -> None:
+    ours, builtin = pair()
+    x = images()
+    with torch.no_grad():
+        expected = builtin(x)
+        from_nchw = ours(x)
+        from_nhwc = ours.to(memory_format=CHANNELS_LAST)(x.contiguous(memory_format=CHANNELS_LAST))
+    # The plain path is MMPose's arithmetic op for op: bit-identical on the same kernels.
+    assert all(torch.equal(a, e) for a, e in zip(from_nchw, expected))
+    assert_outputs_close(from_nhwc, expected, 1e-5)
+    # channels_last in, channels_last all the way through (no layout falls out in the blocks).
+    assert all(t.is_contiguous(memory_format=CHANNELS_LAST) for t in from_nhwc)
+
+
+# --- fused inference fast path ------------------------------------------------------
+
+def test_conv_bn_matches_unfused_reference() -> None:
+    conv = nn.Conv2d(8, 16, 3, padding=1, groups=2, bias=True)
+    norm = randomise(nn.BatchNorm2d(16), seed=2).eval()
+    x = torch.randn(2, 8, 9, 7).contiguous(memory_format=CHANNELS_LAST)
+    residual = torch.randn(2, 16, 9, 7).contiguous(memory_format=CHANNELS_LAST)
+    with torch.no_grad():
+        for kwargs in (dict(), dict(relu=True), dict(relu=True, residual=residual)):
+            torch.testing.assert_close(conv_bn(x, conv, norm, **kwargs),
+                                       reference_conv_bn(x, conv, norm, **kwargs), rtol=1e-5, atol=1e-5)
+
+
+def _stage_scaled_tolerance(actual, expected) -> None:
+    """Float32 reassociation noise grows with the activations' size: compare relative to it."""
+    for index, (a, e) in enumerate(zip(actual, expected)):
+        scale = e.abs().max().item()
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-5 * scale, msg=f"stage {index} (max |x| {scale:.1f})")
+
+
+@pytest.mark.parametrize("radix,groups,avd", [(2, 1, True), (1, 1, False), (4, 2, True)])
+def test_fast_inference_matches_builtin(radix: int, groups: int, avd: bool) -> None:
+    ours, builtin = pair(radix, groups, avd)
+    ours.fast_inference = True
+    x = images(seed=radix)
+    with torch.no_grad():
+        expected = builtin(x)
+        actual = ours(x)
+    assert all(t.is_contiguous(memory_format=CHANNELS_LAST) for t in actual), "fast path not taken"
+    _stage_scaled_tolerance(actual, expected)
+
+
+def test_fast_inference_only_without_autograd_in_eval() -> None:
+    ours, builtin = pair()
+    ours.fast_inference = True
+    x = images(seed=8)
+    # With autograd on (or in training) the plain path runs: MMPose's numbers bit for bit, and gradients.
+    out = ours(x)
+    assert all(torch.equal(a, e) for a, e in zip(out, builtin(x)))
+    out[3].sum().backward()
+    assert ours.layer1[0].conv1.weight.grad is not None
+    ours.train()
+    builtin.train()
+    assert all(torch.equal(a, e) for a, e in zip(ours(x), builtin(x)))
+
+
+def test_fuse_conv_bn_model_takes_fast_path_automatically() -> None:
+    ours, builtin = pair()
+    x = images(seed=9)
+    with torch.no_grad():
+        expected = builtin(x)
+        actual = fuse_conv_bn(ours)(x)
+    assert all(t.is_contiguous(memory_format=CHANNELS_LAST) for t in actual), "fast path not taken"
+    _stage_scaled_tolerance(actual, expected)
+
+
+# --- Conv+BN fusion (tools/test.py --fuse-conv-bn) ---------------------------------
+
+@pytest.mark.parametrize("radix,groups,avd", [(2, 1, True), (1, 1, False), (4, 2, True)])
+def test_fuse_conv_bn_folds_every_norm_and_keeps_outputs(radix: int, groups: int, avd: bool) -> None:
+    ours, builtin = pair(radix, groups, avd)
+    x = images(seed=radix)
+    with torch.no_grad():
+        expected = builtin(x)
+        fused = fuse_conv_bn(ours)
+        actual = fused(x)
+    # Every BN follows a conv in module order, including the split attention's
+    # bn1 after fc1 (pooling sits before fc1, not between fc1 and bn1).
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fused.modules())
+    assert_outputs_close(actual, expected, 1e-4)
+
+
+def test_fused_model_also_runs_channels_last() -> None:
+    ours, builtin = pair()
+    x = images(seed=3)
+    with torch.no_grad():
+        expected = builtin(x)
+        fused = fuse_conv_bn(ours).to(memory_format=CHANNELS_LAST)
+        actual = fused(x.contiguous(memory_format=CHANNELS_LAST))
+    assert_outputs_close(actual, expected, 1e-4)
+
+
+# --- torch.jit.script ----------------------------------------------------------------
+
+@pytest.mark.parametrize("norm_cfg", [None, dict(type="GN", num_groups=16)], ids=["BN", "GN"])
+def test_jit_script_matches_eager_and_keeps_state_dict_keys(norm_cfg) -> None:
+    extra = {} if norm_cfg is None else dict(norm_cfg=norm_cfg)
+    ours, builtin = pair(**extra)
+    scripted = torch.jit.script(ours)
+    assert list(scripted.state_dict()) == list(ours.state_dict())
+    x = images(seed=4)
+    with torch.no_grad():
+        expected = builtin(x)
+        actual = scripted(x)
+    assert isinstance(actual, list)  # TorchScript has no variable-length tuples
+    assert_outputs_close(actual, expected, 1e-5)
+
+
+def test_jit_script_single_output_and_round_trip(tmp_path) -> None:
+    model = randomise(ResNeSt(depth=50, radix=2, groups=2), seed=5).eval()
+    scripted = torch.jit.script(model)
+    path = tmp_path / "resnest50.pt"
+    scripted.save(str(path))
+    loaded = torch.jit.load(str(path))
+    x = images(seed=5)
+    with torch.no_grad():
+        expected = model(x)
+        actual = loaded(x)
+    assert isinstance(actual, torch.Tensor) and actual.shape == (2, 2048, 2, 2)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+# --- torch.compile ---------------------------------------------------------------------
+
+def test_compile_fullgraph_has_no_graph_breaks() -> None:
+    """Dynamo captures the whole backbone as one graph (fullgraph=True raises on a break).
+
+    backend="eager" runs the captured graph without code generation, so this
+    checks the capture in seconds; the inductor test below checks the numbers.
+    """
+    torch._dynamo.reset()
+    ours, builtin = pair()
+    compiled = torch.compile(ours, fullgraph=True, backend="eager")
+    x = images(seed=6)
+    with torch.no_grad():
+        expected = builtin(x)
+        actual = compiled(x)
+    assert_outputs_close(actual, expected, 1e-5)
+    explanation = torch._dynamo.explain(ours)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
+@pytest.mark.slow
+def test_compile_inductor_matches_builtin_in_eval_and_train() -> None:
+    torch._dynamo.reset()
+    ours, builtin = pair()
+    compiled = torch.compile(ours, fullgraph=True)
+    x = images(seed=7)
+    with torch.no_grad():
+        assert_outputs_close(compiled(x), builtin(x), 1e-4)
+    # Training: outputs and gradients through the compiled graph.
+    ours.train()
+    builtin.train()
+    out_c = compiled(x)[3]
+    out_b = builtin(x)[3]
+    out_c.square().mean().backward()
+    out_b.square().mean().backward()
+    torch.testing.assert_close(out_c, out_b, rtol=1e-4, atol=1e-4)
+    grads_b = dict(builtin.named_parameters())
+    for name, param in ours.named_parameters():
+        torch.testing.assert_close(param.grad, grads_b[name].grad, rtol=1e-3, atol=1e-4, msg=name)

@@ -13,14 +13,16 @@ refuses it without resnest_plugin.compat's allow-list.
 """
 from __future__ import annotations
 
+import pickle
 import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,9 +36,9 @@ ITERS_PER_EPOCH = 6  # 12 annotated people, samples_per_gpu=2, drop_last
 pytestmark = pytest.mark.slow
 
 
-def _run_until_killed(args: List[str], work_dir: Path, pattern: str, timeout: float = 1800,
-                      ) -> str:
-    """Start tools/train.py, SIGKILL it once its log matches ``pattern``; return the log."""
+def _run_until_killed(args: List[str], work_dir: Path, ready: Callable[[str], bool],
+                      timeout: float = 1800) -> str:
+    """Start tools/train.py, SIGKILL it once ``ready(log text)``; return the log."""
     work_dir.mkdir(parents=True, exist_ok=True)
     with open(work_dir / "killed_run.out", "w") as out:
         proc = subprocess.Popen([sys.executable, str(stock_tool("train.py")), *args],
@@ -47,13 +49,13 @@ def _run_until_killed(args: List[str], work_dir: Path, pattern: str, timeout: fl
             while True:
                 logs = sorted(work_dir.glob("*.log"))
                 text = logs[-1].read_text() if logs else ""
-                if re.search(pattern, text, flags=re.MULTILINE):
+                if ready(text):
                     break
                 if proc.poll() is not None:
-                    raise AssertionError(f"train.py exited ({proc.returncode}) before {pattern!r}:\n"
+                    raise AssertionError(f"train.py exited ({proc.returncode}) before the kill point:\n"
                                          + (work_dir / "killed_run.out").read_text()[-3000:])
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"no {pattern!r} in the log after {timeout} s")
+                    raise AssertionError(f"kill point not reached after {timeout} s:\n{text[-3000:]}")
                 time.sleep(0.5)
         finally:
             if proc.poll() is None:
@@ -86,7 +88,7 @@ def test_sigkill_mid_epoch_then_resume_finishes(coco_root: Path, tmp_path: Path)
     options = mini_coco_cfg_options(coco_root, total_epochs=3, warmup_iters=5)
     args = [CONFIG, "--work-dir", str(work_dir), "--no-validate", *cfg_options_args(options)]
 
-    killed_log = _run_until_killed(args, work_dir, r"Epoch \[2\]\[3/6\]")
+    killed_log = _run_until_killed(args, work_dir, lambda log: "Epoch [2][3/6]" in log)
     assert "Saving checkpoint at 1 epochs" in killed_log
     assert (work_dir / "latest.pth").resolve().name == "epoch_1.pth"
     assert not (work_dir / "epoch_2.pth").exists()
@@ -105,3 +107,88 @@ def test_sigkill_mid_epoch_then_resume_finishes(coco_root: Path, tmp_path: Path)
     # The optimizer state came through the kill: 18 Adam steps, not 12.
     assert _adam_steps(final) == 3 * ITERS_PER_EPOCH
     assert (work_dir / "latest.pth").resolve().name == "epoch_3.pth"
+
+
+# Memorise the 12 training people (no augmentation, higher lr) and evaluate on
+# their ground-truth boxes without flip: AP leaves 0 after ~12-20 epochs from
+# scratch (measured), and only a positive AP makes EvalHook(save_best='AP')
+# record hook_msgs.best_score (mmcv skips a falsy score).
+_MEMORISE = {
+    "data.train.pipeline.2.prob": 0,  # TopDownRandomShiftBboxCenter
+    "data.train.pipeline.3.flip_prob": 0,  # TopDownRandomFlip
+    "data.train.pipeline.4.prob_half_body": 0,  # TopDownHalfBodyTransform
+    "data.train.pipeline.5.rot_factor": 0,  # TopDownGetRandomScaleRotation
+    "data.train.pipeline.5.scale_factor": 0,
+    "data.val.data_cfg.use_gt_bbox": True,
+    "model.test_cfg.flip_test": False,
+    "lr_config.step": [1000],
+}
+_VAL_AP = re.compile(r"Epoch\(val\) \[(\d+)\]\[\d+\]\tAP: ([0-9.]+)")
+
+
+def _first_positive_ap_epoch(log: str) -> Optional[int]:
+    for epoch, ap in _VAL_AP.findall(log):
+        if float(ap) > 0:
+            return int(epoch)
+    return None
+
+
+def _after_best_is_in_latest(log: str) -> bool:
+    """Mid-epoch k+2, where k is the first epoch with AP > 0.
+
+    The checkpoint of epoch k is written before its evaluation, so the first
+    ``latest.pth`` carrying ``best_score`` is epoch k+1's.
+    """
+    best = _first_positive_ap_epoch(log)
+    return best is not None and f"Epoch [{best + 2}][3/6]" in log
+
+
+def test_resume_from_checkpoint_with_numpy_best_score(coco_root: Path, tmp_path: Path) -> None:
+    work_dir = tmp_path / "work"
+    options = mini_coco_cfg_options(coco_root, total_epochs=40, warmup_iters=5, lr=2e-3)
+    options.update(_MEMORISE)
+    args = [CONFIG, "--work-dir", str(work_dir), "--seed", "0"]
+
+    killed_log = _run_until_killed([*args, *cfg_options_args(options)], work_dir,
+                                   _after_best_is_in_latest)
+    best_epoch = _first_positive_ap_epoch(killed_log)
+    # EvalHook keeps one best checkpoint: epoch k's, or k+1's if that evaluation improved.
+    best_files = sorted(p.name for p in work_dir.glob("best_AP_epoch_*.pth"))
+    assert best_files in ([f"best_AP_epoch_{best_epoch}.pth"], [f"best_AP_epoch_{best_epoch + 1}.pth"]), \
+        best_files
+    latest = work_dir / "latest.pth"
+    assert latest.resolve().name == f"epoch_{best_epoch + 1}.pth"
+
+    # This stock-written checkpoint is what torch >= 2.6 refuses without compat's allow-list.
+    saved = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(latest))
+        assert "numpy.core.multiarray.scalar" in unsafe, unsafe
+        with pytest.raises(pickle.UnpicklingError, match="numpy"):
+            torch.load(latest, map_location="cpu")
+    finally:
+        torch.serialization.add_safe_globals(saved)
+    best_score = _checkpoint(latest)["meta"]["hook_msgs"]["best_score"]
+    assert isinstance(best_score, np.float64) and best_score > 0
+
+    # Resume and finish the interrupted epoch (total_epochs = k + 2).
+    options["total_epochs"] = best_epoch + 2
+    resumed = run_stock_tool("train.py", [*args, "--resume-from", str(latest),
+                                          *cfg_options_args(options)], env=_env())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = _newest_log(work_dir)
+    assert f"resumed epoch {best_epoch + 1}, iter {(best_epoch + 1) * ITERS_PER_EPOCH}" in log
+    assert f"Epoch(val) [{best_epoch + 2}]" in log
+    # mmcv writes an epoch's checkpoint before evaluating that epoch: the final
+    # epoch_(k+2).pth carries exactly the best_score restored from latest.pth.
+    final = _checkpoint(work_dir / f"epoch_{best_epoch + 2}.pth")
+    assert final["meta"]["hook_msgs"]["best_score"] == best_score
+    # The resumed EvalHook compared against the restored score, not against -inf.
+    (resumed_ap,) = [float(ap) for _, ap in _VAL_AP.findall(log)]
+    new_best = work_dir / f"best_AP_epoch_{best_epoch + 2}.pth"
+    if resumed_ap > best_score + 1e-4:
+        assert new_best.is_file()
+        assert _checkpoint(new_best)["meta"]["hook_msgs"]["best_score"] == pytest.approx(resumed_ap, abs=1e-4)
+    elif resumed_ap < best_score - 1e-4:
+        assert not new_best.exists(), "a worse AP replaced the restored best checkpoint"

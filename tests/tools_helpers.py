@@ -62,6 +62,7 @@ def mini_coco_cfg_options(
     lr: Optional[float] = None,
     warmup_iters: Optional[int] = None,
     interval: int = 1,
+    max_keep_ckpts: Optional[int] = 2,
 ) -> Dict[str, Any]:
     """Config overrides that point a shipped COCO config at the bundled mini COCO.
 
@@ -80,6 +81,9 @@ def mini_coco_cfg_options(
         warmup_iters: Linear warm-up length, or ``None`` to keep 500.
         interval: Epochs between evaluations and between checkpoints; log
             every iteration.
+        max_keep_ckpts: Keep only the newest ``epoch_*.pth`` files (a
+            ResNeSt-50 checkpoint with Adam state is ~430 MB); ``None``
+            keeps all.
 
     Returns:
         ``{dotted.key: value}`` for ``Config.merge_from_dict`` or, through
@@ -115,6 +119,8 @@ def mini_coco_cfg_options(
                                  "multiples of 32 (the backbone's output stride)")
             options[f"data.{split}.data_cfg.image_size"] = [width, height]
             options[f"data.{split}.data_cfg.heatmap_size"] = [width // 4, height // 4]
+    if max_keep_ckpts is not None:
+        options["checkpoint_config.max_keep_ckpts"] = max_keep_ckpts
     if total_epochs is not None:
         options["total_epochs"] = total_epochs
     if lr is not None:

@@ -44,9 +44,10 @@ DEFAULT_IMAGE = "000000196141.jpg"  # 4 annotated people, 6 detector boxes scori
 # batch: ResNeSt's split attention has BatchNorm after global pooling, so a
 # training batch of 1 fails (ResNeSt#35) and mmpose keeps the last batch.
 BATCH = 4
-# ~1.3-6 s per iteration of 4 crops on 2 cores (docs/STACK.md): 20 epochs
-# = 60 iterations is 1.5-6 min of training.
-DEFAULT_EPOCHS = 20
+# ~1.3-6 s per iteration of 4 crops on 2 cores (docs/STACK.md; ~4 s measured
+# here when the cores were free): 15 epochs = 45 iterations is 1-4.5 min of
+# training, plus ~1.5 min of flip-test evaluation.
+DEFAULT_EPOCHS = 15
 
 SMOKE_NOTE = (
     "SMOKE-SCALE RUN, NOT THE MODEL-ZOO RESULT. ResNeSt-50 256x192 trained from random "

@@ -116,8 +116,14 @@ def plot_loss_curve(points: List[TrainPoint], out_file: Path, *, title: str) -> 
     fig, axes = plt.subplots(2 if has_acc else 1, 1, figsize=(7, 6 if has_acc else 3.5),
                              sharex=True, squeeze=False)
     loss_ax = axes[0][0]
-    loss_ax.plot(steps, [p.values["loss"] for p in points], marker="o", markersize=3,
+    losses = [p.values["loss"] for p in points]
+    loss_ax.plot(steps, losses, marker="o", markersize=3, alpha=0.5,
                  label="loss (JointsMSELoss)")
+    # A trailing mean shows the trend through the noise of random crops.
+    window = max(1, len(losses) // 10)
+    smooth = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
+              for i in range(len(losses))]
+    loss_ax.plot(steps, smooth, color="tab:red", label=f"mean of the last {window}")
     loss_ax.set_ylabel("training loss")
     loss_ax.set_title(title, fontsize=10)
     loss_ax.grid(alpha=0.3)

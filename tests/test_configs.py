@@ -7,6 +7,10 @@ them with its built-in ``ResNeSt``.
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
@@ -15,6 +19,7 @@ import modelindex
 import pytest
 import torch
 import yaml
+from mim.commands.search import convert2df
 from mmcv import Config
 from mmpose.models import build_posenet
 from mmpose.models.backbones import ResNet as MMPoseResNet
@@ -203,3 +208,36 @@ def test_model_index_loads_with_openmmlab_parser() -> None:
     index = modelindex.load(str(REPO_ROOT / "model-index.yml"))
     assert sorted(Path(m.config).stem for m in index.models) == sorted(SEED_CONFIGS)
     assert all(m.weights.startswith("https://download.openmmlab.com/") for m in index.models)
+
+
+def test_mim_search_table_lists_the_four_configs() -> None:
+    """The table ``mim search resnest_plugin`` prints, built by mim's own converter."""
+    table = convert2df(modelindex.load(str(REPO_ROOT / "model-index.yml")))
+    assert sorted(table.index) == sorted(f"resnest_plugin_{n}" for n in SEED_CONFIGS)
+    assert table.loc["resnest_plugin_resnest101_coco_384x288", "coco/ap"] == 0.746
+
+
+@pytest.mark.slow
+def test_installed_wheel_is_found_by_mim_search(tmp_path: Path) -> None:
+    """A wheel install carries resnest_plugin/.mim/{model-index.yml,configs}: mim finds the models."""
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(REPO_ROOT)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("resnest_plugin-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    expected = {"resnest_plugin/.mim/model-index.yml",
+                "resnest_plugin/.mim/configs/top_down/resnest/coco/resnest_coco.yml",
+                "resnest_plugin/.mim/configs/_base_/datasets/coco.py",
+                *(f"resnest_plugin/.mim/configs/top_down/resnest/coco/{n}.py" for n in SEED_CONFIGS)}
+    assert expected <= names, sorted(expected - names)
+
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True)
+    env = dict(os.environ, PYTHONPATH=str(site))
+    search = subprocess.run([sys.executable, "-m", "mim", "search", "resnest_plugin"],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert search.returncode == 0, search.stderr[-2000:]
+    for name in SEED_CONFIGS:
+        assert f"config id: resnest_plugin_{name}" in search.stdout, search.stdout[-2000:]

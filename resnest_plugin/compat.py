@@ -28,6 +28,11 @@ from packaging.version import Version
 
 __all__ = ["PATCHES", "Patch", "applied", "apply", "numpy_checkpoint_globals", "original"]
 
+# Names of the patches applied in this process, and what each replaced (for
+# tests and debugging).
+_applied: List[str] = []
+_originals: Dict[str, Any] = {}
+
 
 def _release(version: str) -> Version:
     """``Version`` of a version string without local / pre-release parts.
@@ -151,6 +156,8 @@ def _scatter_passes_int_device() -> bool:
 def _patch_scatter_stream_device() -> None:
     from mmcv.parallel import _functions as mmcv_functions
 
+    if getattr(mmcv_functions._get_stream, "__module__", None) == __name__:
+        return  # already patched by an earlier copy of this module (importlib.reload)
     _originals["scatter-stream-device"] = mmcv_functions._get_stream
     mmcv_functions._get_stream = _get_stream_for_device_id
 
@@ -195,6 +202,8 @@ def _ddp_lacks_replicated_tensor() -> bool:
 def _patch_ddp_forward() -> None:
     from mmcv.parallel import MMDistributedDataParallel
 
+    if MMDistributedDataParallel._run_ddp_forward.__module__ == __name__:
+        return  # already patched by an earlier copy of this module (importlib.reload)
     _originals["ddp-replicated-tensor-module"] = MMDistributedDataParallel._run_ddp_forward
     MMDistributedDataParallel._run_ddp_forward = _run_ddp_forward
 
@@ -219,11 +228,6 @@ PATCHES: Tuple[Patch, ...] = (
         install=_patch_ddp_forward,
     ),
 )
-
-_applied: List[str] = []
-# What a patch replaced, by patch name (for tests and debugging).
-_originals: Dict[str, Any] = {}
-
 
 def apply() -> Tuple[str, ...]:
     """Apply every patch the installed versions need; idempotent.

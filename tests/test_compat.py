@@ -110,6 +110,17 @@ def test_apply_is_idempotent() -> None:
     assert compat.original("scatter-stream-device") is torch_functions._get_stream
 
 
+def test_reapplying_after_state_loss_does_not_wrap_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What importlib.reload(resnest_plugin.compat) does: forget what was applied.
+    stream_fn = mmcv_functions._get_stream
+    ddp_forward = MMDistributedDataParallel._run_ddp_forward
+    monkeypatch.setattr(compat, "_applied", [])
+    assert compat.apply() == ALL_PATCHES
+    assert mmcv_functions._get_stream is stream_fn
+    assert MMDistributedDataParallel._run_ddp_forward is ddp_forward
+    assert compat.original("scatter-stream-device") is torch_functions._get_stream
+
+
 def test_every_patch_cites_its_upstream_issue() -> None:
     for patch in compat.PATCHES:
         assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+/(issues|pull)/\d+", patch.issue), patch

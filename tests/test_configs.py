@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -221,8 +222,12 @@ def test_mim_search_table_lists_the_four_configs() -> None:
 def test_installed_wheel_is_found_by_mim_search(tmp_path: Path) -> None:
     """A wheel install carries resnest_plugin/.mim/{model-index.yml,configs}: mim finds the models."""
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    # Build from a copy: an in-tree build would leave build/ and *.egg-info in the checkout.
+    source = tmp_path / "source"
+    shutil.copytree(REPO_ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "dist", "*.egg-info", "work_dirs", "__pycache__", "tests"))
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "dist"), str(REPO_ROOT)], check=True, capture_output=True)
+                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("resnest_plugin-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())

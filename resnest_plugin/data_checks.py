@@ -196,7 +196,8 @@ def check_detections(path: PathLike, what: str = "person detection file (data_cf
         raise CorruptDataError(f"{what} {path} holds {kind}: expected a non-empty list of "
                                "COCO detections (image_id, category_id, bbox, score)")
     for index, det in enumerate(data):
-        if not isinstance(det, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(det):
+        required = {"image_id", "category_id", "bbox", "score"}
+        if not isinstance(det, dict) or not required <= set(det):
             raise CorruptDataError(f"{what} {path}: entry {index} = {det!r} lacks one of "
                                    "image_id, category_id, bbox, score")
     return data

@@ -63,7 +63,8 @@ def _build(files: CocoFiles, dataset_type: str, test_mode: bool = True):
 
 def _load_image_of(dataset, image_name: str):
     """Run the pipeline on the first sample of ``image_name``."""
-    index = next(i for i, entry in enumerate(dataset.db) if entry["image_file"].endswith(image_name))
+    index = next(i for i, entry in enumerate(dataset.db)
+                 if entry["image_file"].endswith(image_name))
     return dataset[index]
 
 
@@ -121,7 +122,8 @@ def test_check_coco_annotations_rejects_a_list_and_a_missing_images_key(tmp_path
 # --- the checked dataset is MMPose's dataset when the data is good ---------------------------
 
 @pytest.mark.parametrize("test_mode", [True, False], ids=["test-detector-boxes", "train-gt"])
-def test_checked_dataset_yields_the_same_samples_as_mmpose(coco_root: Path, test_mode: bool) -> None:
+def test_checked_dataset_yields_the_same_samples_as_mmpose(coco_root: Path,
+                                                          test_mode: bool) -> None:
     stock = _build(mini_coco(coco_root), STOCK, test_mode)
     checked = _build(mini_coco(coco_root), CHECKED, test_mode)
     assert len(checked) == len(stock) == (118 if test_mode else 12)

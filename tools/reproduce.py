@@ -1,4 +1,4 @@
-"""Reproduce the model-zoo COCO val2017 APs of the four released ResNeSt checkpoints (``make reproduce``).
+"""Reproduce the model-zoo COCO val2017 APs of the released ResNeSt checkpoints (``make reproduce``).
 
 For each model it runs MMPose's unmodified ``tools/test.py`` with *our*
 config (``configs/top_down/resnest/coco/<name>.py``, backbone

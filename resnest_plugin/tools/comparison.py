@@ -41,7 +41,8 @@ class Comparison:
         return abs(self.ap_diff) <= self.tolerance + _EPS
 
 
-def compare(measured: Mapping[str, Mapping[str, float]], expected: Mapping[str, Mapping[str, float]],
+def compare(measured: Mapping[str, Mapping[str, float]],
+            expected: Mapping[str, Mapping[str, float]],
             tolerance: float = DEFAULT_TOLERANCE) -> List[Comparison]:
     """Pair each measured model with its published metrics.
 

@@ -10,10 +10,16 @@ starts. This launcher wraps that function *before* executing the script (as
 measures the wall time of the inference loop (data loading, forward with flip
 test, post-processing: MMPose's own loop) and the number of boxes it
 processed, and prints one line ``TIMING {json}`` when the script finishes.
+
+With ``RESNEST_BENCH_FAST_INFERENCE=1`` in the environment it also sets
+``resnest_plugin.ResNeSt.fast_inference = True`` (the opt-in fused CPU
+inference path) before the script builds the model: how the stock tool runs
+if that switch were on by default.
 """
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import sys
 import time
@@ -42,6 +48,10 @@ def main() -> None:
         raise SystemExit("usage: _timed_tools_test.py <tools/test.py> <args...>")
     script = sys.argv[1]
     mmpose.apis.single_gpu_test = _timed(mmpose.apis.single_gpu_test)
+    if os.environ.get("RESNEST_BENCH_FAST_INFERENCE") == "1":
+        import resnest_plugin
+
+        resnest_plugin.ResNeSt.fast_inference = True
     sys.argv = [script] + sys.argv[2:]
     start = time.perf_counter()
     runpy.run_path(script, run_name="__main__")

@@ -55,15 +55,27 @@ __all__ = ["main"]
 
 # --- forward ------------------------------------------------------------------------
 
-def prepare(model: nn.Module, path: str, device: torch.device, compile_model: bool) -> nn.Module:
+# Paths of the forward table. "fast" exists for our backbone only: the plain
+# default with its opt-in fused CPU inference path switched on.
+PATH_LABELS = {
+    "default": "default",
+    "fast": "default + fast_inference=True",
+    "best": "best: fuse_conv_bn + channels_last",
+    "compiled": "best + torch.compile",
+}
+
+
+def prepare(model: nn.Module, path: str, device: torch.device) -> nn.Module:
     """Put a freshly built backbone on one of the benchmarked paths.
 
     Args:
         model: The backbone.
-        path: ``default`` (eval, as built) or ``best`` (fused Conv+BN,
-            channels_last, optionally compiled).
+        path: ``default`` (eval, as built: what ``tools/test.py`` runs),
+            ``fast`` (ours with ``fast_inference = True``), ``best`` (Conv+BN
+            fused by ``mmcv.cnn.fuse_conv_bn`` as ``tools/test.py
+            --fuse-conv-bn`` does, model in ``channels_last``), ``compiled``
+            (``best`` + ``torch.compile``, default inductor settings).
         device: Target device.
-        compile_model: Wrap with ``torch.compile`` (``best`` path only).
 
     Returns:
         The prepared model.
@@ -71,10 +83,12 @@ def prepare(model: nn.Module, path: str, device: torch.device, compile_model: bo
     from mmcv.cnn import fuse_conv_bn
 
     model = set_mode(model.to(device), False)
-    if path == "best":
+    if path == "fast":
+        model.fast_inference = True
+    if path in ("best", "compiled"):
         model = fuse_conv_bn(model).to(memory_format=torch.channels_last)
-        if compile_model:
-            model = torch.compile(model)
+    if path == "compiled":
+        model = torch.compile(model)
     return model
 
 
@@ -88,43 +102,58 @@ def _forward_runner(model: nn.Module, images: torch.Tensor) -> Callable[[], int]
 
 
 def bench_forward(args: argparse.Namespace, device: torch.device, summary: dict) -> List[str]:
-    """Forward throughput table (default and best paths)."""
+    """Forward throughput table (default, fast, best, compiled paths)."""
     lines = ["### Backbone forward (eval, fp32, no grad)", "",
-             f"batch {args.batch}; img/s median and min..max of {args.reps} interleaved repetitions "
-             f"(each >= {args.min_seconds:.1f} s); GMAC/s = MACs/img x img/s; ratio vs MMPose on the same path.",
+             f"batch {args.batch}; img/s: median and min..max of {args.reps} interleaved repetitions "
+             f"(each >= {args.min_seconds:.1f} s); GMAC/s = MACs per image x img/s; last column: ratio to "
+             "MMPose's built-in on the same path (the `fast` row: to MMPose's default).",
              "", "| model | input | path | img/s | spread | GMAC/img | GMAC/s | vs MMPose |",
              "|---|---|---|---|---|---|---|---|"]
-    paths = ["default", "best"] if args.paths == "both" else [args.paths]
-    for depth in args.depths:
-        for size in args.sizes:
+    for depth_index, depth in enumerate(args.depths):
+        for size_index, size in enumerate(args.sizes):
             height, width = parse_size(size)
+            paths = list(args.paths)
+            # torch.compile costs ~1 min per model on 2 cores: first depth/size only.
+            if args.compile and depth_index == 0 and size_index == 0:
+                paths.append("compiled")
             runners: Dict[str, Callable[[], int]] = {}
             macs: Dict[str, int] = {}
             for impl in args.impls:
                 base = build_backbone(impl, depth)
                 macs[impl] = count_macs(set_mode(base, False), (1, 3, height, width))
                 for path in paths:
-                    model = prepare(copy.deepcopy(base), path, device,
-                                    compile_model=args.compile and path == "best")
+                    if path == "fast" and impl != "ours":
+                        continue
+                    model = prepare(copy.deepcopy(base), path, device)
                     images = torch.randn(args.batch, 3, height, width, device=device)
-                    if path == "best":
+                    if path in ("best", "compiled"):
                         images = images.contiguous(memory_format=torch.channels_last)
                     runners[f"{impl}/{path}"] = _forward_runner(model, images)
                 del base
-            warmup = 2 if args.compile else 1
-            results = interleaved(runners, args.reps, device, warmup=warmup, min_seconds=args.min_seconds)
+            compile_start = time.perf_counter()
+            for name, runner in runners.items():
+                if name.endswith("/compiled"):
+                    runner()  # compilation, timed apart
+            compile_s = time.perf_counter() - compile_start
+            results = interleaved(runners, args.reps, device, warmup=1, min_seconds=args.min_seconds)
             for path in paths:
-                reference = results.get(f"mmpose/{path}")
+                reference = results.get(f"mmpose/{'default' if path == 'fast' else path}")
                 for impl in args.impls:
-                    m = results[f"{impl}/{path}"]
+                    m = results.get(f"{impl}/{path}")
+                    if m is None:
+                        continue
                     ratio = f"{m.median / reference.median:.3f}" if reference else "-"
                     gmacs = macs[impl] / 1e9
-                    label = path + (" (+compile)" if args.compile and path == "best" else "")
-                    lines.append(f"| {display_name(impl, depth)} | {size} | {label} | {m.median:.2f} | "
+                    lines.append(f"| {display_name(impl, depth)} | {size} | {PATH_LABELS[path]} | {m.median:.2f} | "
                                  f"{m.spread} | {gmacs:.2f} | {gmacs * m.median:.1f} | {ratio} |")
                     summary.setdefault("forward", {})[f"{impl}/{depth}/{size}/{path}"] = dict(
                         img_s=m.median, rates=m.rates, gmac=gmacs)
+            if "compiled" in paths:
+                summary["compile_s"] = compile_s
             print(f"  forward ResNeSt-{depth} {size} done", file=sys.stderr, flush=True)
+    if "compile_s" in summary:
+        lines += ["", f"torch.compile: {summary['compile_s']:.0f} s of compilation for the "
+                      f"{len(args.impls)} compiled models (not in the img/s)."]
     return lines
 
 
@@ -262,7 +291,7 @@ def bench_onnx(args: argparse.Namespace, device: torch.device, summary: dict) ->
     with torch.no_grad():
         expected = wrapped(images)
     actual = torch.from_numpy(session.run(None, feed)[0])
-    difference = (actual - expected).abs().max().item()
+    difference = ((actual - expected).abs().max() / expected.abs().max()).item()
 
     def run_ort() -> int:
         session.run(None, feed)
@@ -274,7 +303,7 @@ def bench_onnx(args: argparse.Namespace, device: torch.device, summary: dict) ->
     lines = ["### ONNX export of the full TopDown model (our ResNeSt-50 + heatmap head), CPU", "",
              f"batch {args.batch}, {size}; opset 17 (TorchScript exporter); onnxruntime "
              f"{onnxruntime.__version__}, {torch.get_num_threads()} intra-op threads; "
-             f"max |heatmap difference| {difference:.2e}.", "",
+             f"max |heatmap difference| / max |heatmap| = {difference:.1e}.", "",
              "| runtime | img/s | spread | vs PyTorch |", "|---|---|---|---|"]
     for name, m in results.items():
         lines.append(f"| {name} | {m.median:.2f} | {m.spread} | {m.median / base:.3f} |")
@@ -302,17 +331,28 @@ def targets(summary: dict, args: argparse.Namespace) -> List[str]:
         lines.append(f"| {label} | {fmt.format(value)} | {'<=' if lower else '>='} {goal} | "
                      f"{'yes' if met else 'NO'} |")
 
+    forward = summary.get("forward", {})
+
+    def best_of(impl: str, key: str) -> Optional[dict]:
+        """The faster of the eager best path and the compiled one (when measured)."""
+        options = [forward[f"{impl}/{key}/{path}"] for path in ("best", "compiled")
+                   if f"{impl}/{key}/{path}" in forward]
+        return max(options, key=lambda entry: entry["img_s"]) if options else None
+
     for depth in args.depths:
         for size in args.sizes:
             key = f"{depth}/{size}"
-            row(f"default forward R{depth} {size}: ours / MMPose",
-                _ratio(summary, "forward", f"ours/{key}/default", f"mmpose/{key}/default"), 1.25)
-            row(f"default forward R{depth} {size}: ours / timm",
-                _ratio(summary, "forward", f"ours/{key}/default", f"timm/{key}/default"), 1.0)
-            row(f"best forward R{depth} {size}: ours / MMPose",
+            for path, label in (("default", "default"), ("fast", "default + fast_inference")):
+                row(f"{label} forward R{depth} {size}: ours / MMPose",
+                    _ratio(summary, "forward", f"ours/{key}/{path}", f"mmpose/{key}/default"), 1.25)
+                row(f"{label} forward R{depth} {size}: ours / timm",
+                    _ratio(summary, "forward", f"ours/{key}/{path}", f"timm/{key}/default"), 1.0)
+            row(f"best forward R{depth} {size} (eager): ours / MMPose",
                 _ratio(summary, "forward", f"ours/{key}/best", f"mmpose/{key}/best"), 1.15)
-            forward = summary.get("forward", {})
-            ours, tv = forward.get(f"ours/{key}/best"), forward.get(f"torchvision/{key}/best")
+            ours, mmpose, tv = best_of("ours", key), best_of("mmpose", key), best_of("torchvision", key)
+            if f"mmpose/{key}/compiled" in forward and ours and mmpose:
+                row(f"best forward R{depth} {size} (incl. compile): ours / MMPose",
+                    ours["img_s"] / mmpose["img_s"], 1.15)
             if ours and tv:
                 row(f"best forward R{depth} {size}: GMAC/s ours / torchvision ResNet-{depth}",
                     ours["img_s"] * ours["gmac"] / (tv["img_s"] * tv["gmac"]), 0.85)
@@ -324,8 +364,9 @@ def targets(summary: dict, args: argparse.Namespace) -> List[str]:
         if memory:
             row(f"with_cp peak training memory R{depth}: with / without",
                 memory["with_cp"] / memory["without"], 0.6, lower=True)
-    if "tools" in summary:
-        row("tools/test.py img/s: our config / MMPose's", summary["tools"], 1.1)
+    for name, label in (("tools", "default"), ("tools_fast", "fast_inference")):
+        if name in summary:
+            row(f"tools/test.py img/s ({label}): our config / MMPose's", summary[name], 1.1)
     return lines
 
 
@@ -343,7 +384,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         default=["ours", "mmpose", "timm", "torchvision"])
     parser.add_argument("--depths", nargs="+", type=int, choices=(50, 101), default=None)
     parser.add_argument("--sizes", nargs="+", choices=("256x192", "384x288"), default=None)
-    parser.add_argument("--paths", choices=("default", "best", "both"), default="both")
+    parser.add_argument("--paths", nargs="+", choices=("default", "fast", "best"),
+                        default=["default", "fast", "best"])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--reps", type=int, default=None, help="forward repetitions per variant")
     parser.add_argument("--min-seconds", type=float, default=None,
@@ -353,7 +395,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--train-depths", nargs="+", type=int, choices=(50, 101), default=[50])
     parser.add_argument("--train-impls", nargs="+", choices=sorted(IMPLEMENTATIONS), default=None)
     parser.add_argument("--tools-reps", type=int, default=2, help="tools/test.py runs per config")
-    parser.add_argument("--compile", action="store_true", help="add torch.compile to the best path")
+    parser.add_argument("--compile", action="store_true",
+                        help="add best + torch.compile rows (first depth and size only)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
@@ -392,8 +435,11 @@ def main(argv: Optional[List[str]] = None) -> None:
             from benchmark_tools_test import run as run_tools
 
             lines = run_tools(depth=50, size=args.sizes[0], reps=args.tools_reps)
-            ours = next(l for l in lines if l.startswith("| our config"))
-            summary["tools"] = float(ours.split("|")[-2])
+            for line in lines:
+                if line.startswith("| our config (resnest_plugin.ResNeSt, default)"):
+                    summary["tools"] = float(line.split("|")[-2])
+                elif line.startswith("| our config, fast_inference"):
+                    summary["tools_fast"] = float(line.split("|")[-2])
             lines = ["### MMPose tools/test.py end to end", ""] + lines
         elif section in steps:
             lines = steps[section](args, device, summary)
@@ -402,9 +448,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         print("\n".join(lines) + "\n", flush=True)
     print("\n".join(targets(summary, args)))
     load = os.getloadavg()
+    busy = load[1] > 0.5 * (os.cpu_count() or 1) + 1.0  # +1: this benchmark's own load
     print(f"\nTotal {time.perf_counter() - start:.0f} s; load average at end: "
-          f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (above {os.cpu_count()}: the machine was busy "
-          "and absolute numbers are low; ratios of interleaved runs stay comparable).")
+          f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
+          + (" -- other processes were running: absolute img/s are low and noisy; the ratios of "
+             "interleaved repetitions stay comparable." if busy else "."))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
 

@@ -69,7 +69,7 @@ def save_random_checkpoint(config: Path, path: Path) -> None:
                str(path))
 
 
-def _run_once(config: Path, checkpoint: Path, work_dir: Path, fuse: bool) -> dict:
+def _run_once(config: Path, checkpoint: Path, work_dir: Path, fuse: bool, fast: bool = False) -> dict:
     options = [
         "model.pretrained=None",
         f"data.test.ann_file={DATA / 'test_coco.json'}",
@@ -81,7 +81,8 @@ def _run_once(config: Path, checkpoint: Path, work_dir: Path, fuse: bool) -> dic
                "--work-dir", str(work_dir), "--cfg-options", *options]
     if fuse:
         command.append("--fuse-conv-bn")
-    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    env = dict(os.environ, RESNEST_BENCH_FAST_INFERENCE="1" if fast else "0")
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False, env=env)
     if completed.returncode != 0:
         raise RuntimeError(f"tools/test.py failed ({completed.returncode}) for {config}:\n"
                            f"{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
@@ -110,14 +111,23 @@ def _max_keypoint_difference(a: Path, b: Path) -> float:
     return worst
 
 
-def run(depth: int = 50, size: str = "256x192", reps: int = 2, fuse: bool = False) -> List[str]:
+VARIANTS = {
+    "ours": "our config (resnest_plugin.ResNeSt, default)",
+    "ours_fast": "our config, fast_inference=True (opt-in)",
+    "mmpose": "MMPose's config (built-in ResNeSt)",
+}
+
+
+def run(depth: int = 50, size: str = "256x192", reps: int = 2, fuse: bool = False,
+        fast: bool = True) -> List[str]:
     """Benchmark ``tools/test.py`` with our config vs MMPose's.
 
     Args:
         depth: ResNeSt depth (50 or 101).
         size: Input size of the config, ``256x192`` or ``384x288``.
-        reps: Runs per configuration (alternating).
-        fuse: Pass ``--fuse-conv-bn`` to both.
+        reps: Runs per configuration (alternating order).
+        fuse: Pass ``--fuse-conv-bn`` to all runs.
+        fast: Also run our config with ``ResNeSt.fast_inference = True``.
 
     Returns:
         Markdown table lines.
@@ -126,39 +136,42 @@ def run(depth: int = 50, size: str = "256x192", reps: int = 2, fuse: bool = Fals
     for path in configs.values():
         if not path.is_file():
             raise FileNotFoundError(f"config {path} not found")
-    loops: Dict[str, List[float]] = {name: [] for name in configs}
-    scripts: Dict[str, List[float]] = {name: [] for name in configs}
+    names = ["ours", "mmpose"] + (["ours_fast"] if fast and not fuse else [])
+    loops: Dict[str, List[float]] = {name: [] for name in names}
+    scripts: Dict[str, List[float]] = {name: [] for name in names}
     aps: Dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="bench_tools_test_") as tmp:
         tmp_path = Path(tmp)
         checkpoint = tmp_path / "random.pth"
         save_random_checkpoint(configs["mmpose"], checkpoint)
-        names = list(configs)
         for rep in range(reps):
-            order = names if rep % 2 == 0 else names[::-1]
+            order = names[rep % len(names):] + names[:rep % len(names)]
             for name in order:
                 work_dir = tmp_path / f"{name}_{rep}"
-                timing = _run_once(configs[name], checkpoint, work_dir, fuse)
+                config = configs["mmpose" if name == "mmpose" else "ours"]
+                timing = _run_once(config, checkpoint, work_dir, fuse, fast=name == "ours_fast")
                 loops[name].append(timing["boxes"] / timing["loop_s"])
                 scripts[name].append(timing["script_s"])
                 aps[name] = timing["ap"]
-        difference = _max_keypoint_difference(tmp_path / "ours_0" / "result_keypoints.json",
-                                              tmp_path / "mmpose_0" / "result_keypoints.json")
+        differences = {name: _max_keypoint_difference(tmp_path / f"{name}_0" / "result_keypoints.json",
+                                                      tmp_path / "mmpose_0" / "result_keypoints.json")
+                       for name in names if name != "mmpose"}
     base = statistics.median(loops["mmpose"])
     flag = " --fuse-conv-bn" if fuse else ""
     lines = [
-        f"| tools/test.py{flag}, ResNeSt-{depth} {size}, 118 boxes, flip | img/s (median) | spread "
+        f"| tools/test.py{flag}, ResNeSt-{depth} {size}, 118 boxes, flip test | img/s (median) | spread "
         f"| script wall s (median) | vs MMPose |",
         "|---|---|---|---|---|",
     ]
-    labels = {"ours": "our config (resnest_plugin.ResNeSt)", "mmpose": "MMPose's config (built-in ResNeSt)"}
     for name in names:
         rates = loops[name]
-        lines.append(f"| {labels[name]} | {statistics.median(rates):.2f} | {min(rates):.2f}..{max(rates):.2f} "
+        lines.append(f"| {VARIANTS[name]} | {statistics.median(rates):.2f} | {min(rates):.2f}..{max(rates):.2f} "
                      f"| {statistics.median(scripts[name]):.1f} | {statistics.median(rates) / base:.3f} |")
     lines.append("")
-    lines.append(f"Same checkpoint in both runs: largest keypoint difference {difference:.2e} px "
-                 f"(AP ours {aps.get('ours')}, MMPose {aps.get('mmpose')}: random weights).")
+    short = {"ours": "default", "ours_fast": "fast_inference"}
+    lines.append("Same random checkpoint in every run; largest keypoint difference of our runs to MMPose's: "
+                 + ", ".join(f"{short[name]} {diff:.1e} px" for name, diff in differences.items())
+                 + f" (AP {aps.get('mmpose')}: random weights).")
     return lines
 
 
@@ -168,11 +181,12 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--depth", type=int, default=50, choices=(50, 101))
     parser.add_argument("--size", default="256x192", choices=("256x192", "384x288"))
     parser.add_argument("--reps", type=int, default=2, help="runs per config (alternating)")
-    parser.add_argument("--fuse-conv-bn", action="store_true", help="pass --fuse-conv-bn to both")
+    parser.add_argument("--fuse-conv-bn", action="store_true", help="pass --fuse-conv-bn to all runs")
+    parser.add_argument("--no-fast", action="store_true", help="skip the fast_inference=True run")
     args = parser.parse_args(argv)
     print(machine_summary(torch.device("cpu")))
     print()
-    print("\n".join(run(args.depth, args.size, args.reps, args.fuse_conv_bn)))
+    print("\n".join(run(args.depth, args.size, args.reps, args.fuse_conv_bn, fast=not args.no_fast)))
     load = os.getloadavg()
     print(f"\nload average at end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
 

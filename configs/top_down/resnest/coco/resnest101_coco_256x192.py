@@ -54,7 +54,11 @@ model = dict(
         # for depth 101 is 128 like the official ResNeSt code (resnest101:
         # deep stem, stem_width=64 -> 2*64 output channels) and mmcls's
         # resnest101 (stem_channels=128). 64 keeps the checkpoints loadable.
-        stem_channels=64),
+        stem_channels=64,
+        # mmcls://resnest101 has a 128-channel stem: like MMPose, load the rest
+        # and skip the stem (and the two layer1 convs that read it) with a
+        # warning, instead of the plugin's default error on a stem mismatch.
+        pretrained_strict=False),
     keypoint_head=dict(
         type='TopdownHeatmapSimpleHead',
         in_channels=2048,
@@ -137,22 +141,26 @@ data = dict(
     workers_per_gpu=2,
     val_dataloader=dict(samples_per_gpu=32),
     test_dataloader=dict(samples_per_gpu=32),
+    # MMPose's TopDownCocoDataset (same samples, order and evaluation) plus
+    # pre-flight checks whose errors name the missing/corrupt file and the
+    # config field (resnest_plugin/datasets/checked_coco.py); MMPose alone
+    # reports e.g. a corrupt JSON as a bare TypeError.
     train=dict(
-        type='TopDownCocoDataset',
+        type='resnest_plugin.CheckedTopDownCocoDataset',
         ann_file=f'{data_root}/annotations/person_keypoints_train2017.json',
         img_prefix=f'{data_root}/train2017/',
         data_cfg=data_cfg,
         pipeline=train_pipeline,
         dataset_info={{_base_.dataset_info}}),
     val=dict(
-        type='TopDownCocoDataset',
+        type='resnest_plugin.CheckedTopDownCocoDataset',
         ann_file=f'{data_root}/annotations/person_keypoints_val2017.json',
         img_prefix=f'{data_root}/val2017/',
         data_cfg=data_cfg,
         pipeline=val_pipeline,
         dataset_info={{_base_.dataset_info}}),
     test=dict(
-        type='TopDownCocoDataset',
+        type='resnest_plugin.CheckedTopDownCocoDataset',
         ann_file=f'{data_root}/annotations/person_keypoints_val2017.json',
         img_prefix=f'{data_root}/val2017/',
         data_cfg=data_cfg,

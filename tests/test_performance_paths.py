@@ -85,8 +85,9 @@ def test_split_attention_keeps_channels_last() -> None:
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_either_input_layout_gives_builtin_outputs() -> None:
+def test_plain_path_is_bit_identical_to_builtin_in_either_layout() -> None:
     ours, builtin = pair()
+    ours.fast_inference = False
     x = images()
     with torch.no_grad():
         expected = builtin(x)
@@ -100,6 +101,20 @@ def test_either_input_layout_gives_builtin_outputs() -> None:
 
 
 # --- fused inference fast path ------------------------------------------------------
+
+class FastPathSpy:
+    """Counts calls of ``ResNeSt._fast_forward`` (installed with monkeypatch)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        original = ResNeSt._fast_forward
+
+        def spy(model: ResNeSt, x: torch.Tensor):
+            self.calls += 1
+            return original(model, x)
+
+        monkeypatch.setattr(ResNeSt, "_fast_forward", spy)
+
 
 def test_conv_bn_matches_unfused_reference() -> None:
     conv = nn.Conv2d(8, 16, 3, padding=1, groups=2, bias=True)
@@ -119,21 +134,44 @@ def _stage_scaled_tolerance(actual, expected) -> None:
         torch.testing.assert_close(a, e, rtol=0, atol=1e-5 * scale, msg=f"stage {index} (max |x| {scale:.1f})")
 
 
-@pytest.mark.parametrize("radix,groups,avd", [(2, 1, True), (1, 1, False), (4, 2, True)])
-def test_fast_inference_matches_builtin(radix: int, groups: int, avd: bool) -> None:
-    ours, builtin = pair(radix, groups, avd)
-    ours.fast_inference = True
+@pytest.mark.parametrize("radix,groups,avd,extra", [
+    (2, 1, True, {}), (1, 1, False, {}), (4, 2, True, {}),
+    (2, 1, True, dict(strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4))),
+], ids=["2s1x", "1s1x-noavd", "4s2x", "dilated"])
+def test_fast_inference_is_the_default_and_matches_builtin(radix: int, groups: int, avd: bool, extra: dict,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = FastPathSpy(monkeypatch)
+    ours, builtin = pair(radix, groups, avd, **extra)
+    assert ours.fast_inference
     x = images(seed=radix)
     with torch.no_grad():
         expected = builtin(x)
         actual = ours(x)
-    assert all(t.is_contiguous(memory_format=CHANNELS_LAST) for t in actual), "fast path not taken"
+    assert spy.calls == 1, "fast path not taken"
+    # NCHW out, like the plain path (some MMPose heads .view() their input).
+    assert all(t.is_contiguous() for t in actual)
     _stage_scaled_tolerance(actual, expected)
 
 
-def test_fast_inference_only_without_autograd_in_eval() -> None:
+def test_fast_inference_single_output_and_fp32_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = FastPathSpy(monkeypatch)
+    model = randomise(ResNeSt(depth=50), seed=10).eval()
+    x = images(seed=10)
+    with torch.no_grad():
+        fast = model(x)
+        model.fast_inference = False
+        plain = model(x)
+        assert spy.calls == 1
+        double = model.double()(x.double())  # other dtypes: plain path
+    assert spy.calls == 1
+    assert isinstance(fast, torch.Tensor) and fast.shape == plain.shape == (2, 2048, 2, 2)
+    _stage_scaled_tolerance([fast], [plain])
+    _stage_scaled_tolerance([double.float()], [plain])
+
+
+def test_fast_inference_only_without_autograd_in_eval(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = FastPathSpy(monkeypatch)
     ours, builtin = pair()
-    ours.fast_inference = True
     x = images(seed=8)
     # With autograd on (or in training) the plain path runs: MMPose's numbers bit for bit, and gradients.
     out = ours(x)
@@ -143,16 +181,28 @@ def test_fast_inference_only_without_autograd_in_eval() -> None:
     ours.train()
     builtin.train()
     assert all(torch.equal(a, e) for a, e in zip(ours(x), builtin(x)))
+    assert spy.calls == 0
 
 
-def test_fuse_conv_bn_model_takes_fast_path_automatically() -> None:
+def test_fuse_conv_bn_model_takes_fast_path_even_when_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = FastPathSpy(monkeypatch)
     ours, builtin = pair()
+    ours.fast_inference = False
     x = images(seed=9)
     with torch.no_grad():
         expected = builtin(x)
         actual = fuse_conv_bn(ours)(x)
-    assert all(t.is_contiguous(memory_format=CHANNELS_LAST) for t in actual), "fast path not taken"
+    assert spy.calls == 1, "fast path not taken"
     _stage_scaled_tolerance(actual, expected)
+
+
+def test_norms_that_cannot_fold_keep_the_plain_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = FastPathSpy(monkeypatch)
+    ours, builtin = pair(norm_cfg=dict(type="GN", num_groups=16))
+    x = images(seed=11)
+    with torch.no_grad():
+        assert all(torch.equal(a, e) for a, e in zip(ours(x), builtin(x)))
+    assert spy.calls == 0
 
 
 # --- Conv+BN fusion (tools/test.py --fuse-conv-bn) ---------------------------------

@@ -312,14 +312,18 @@ class ResNeSt(nn.Module):
         (1, 2048, 2, 2)
     """
 
-    #: Eval-mode CPU inference without autograd (``torch.no_grad``, as in
-    #: MMPose's test loop) runs the fused fast path: channels_last, each norm
-    #: folded into its conv from the current statistics, ReLU and residual add
-    #: fused into the oneDNN convs. Same function; float32 rounding differs
-    #: (reassociated sums, ~1e-6 relative). Off by default: the plain path is
-    #: MMPose's arithmetic op for op. A model whose norms were already folded
-    #: by ``mmcv.cnn.fuse_conv_bn`` takes the fast path regardless.
-    fast_inference: bool = False
+    #: Eval-mode float32 CPU inference without autograd (``torch.no_grad``, as
+    #: in MMPose's test loop) runs a fused fast path (:meth:`_fast_forward`):
+    #: channels_last inside, each norm folded into its conv from the current
+    #: statistics, ReLU and residual add fused into the oneDNN convs; ~1.4x
+    #: the plain path on CPU (benchmarks/). Same function; float32 rounding
+    #: differs (reassociated sums, ~1e-6 of the feature scale, as MMPose's own
+    #: model shows between NCHW and channels_last). Set to ``False`` (on the
+    #: instance or the class) for MMPose's arithmetic op for op, bit-identical
+    #: outputs. Training, autograd, other devices and dtypes, norms that cannot
+    #: be folded (GN...) always take the plain path; a model whose norms were
+    #: folded by ``mmcv.cnn.fuse_conv_bn`` takes the fast one regardless.
+    fast_inference: bool = True
 
     def __init__(
         self,
@@ -463,7 +467,8 @@ class ResNeSt(nn.Module):
         norms_folded = not any(isinstance(m, _BatchNorm) for m in self.modules())
         if not (self.fast_inference or norms_folded):
             return False
-        stem_ok = all(is_plain_conv(unit[0]) and is_foldable_norm(unit[1]) for unit in self.stem)
+        stem_ok = all(len(unit) == 3 and is_plain_conv(unit[0]) and is_foldable_norm(unit[1])
+                      and type(unit[2]) is nn.ReLU for unit in self.stem)
         return stem_ok and all(block.fusable() for block in self._blocks())
 
     @torch.jit.unused
@@ -488,7 +493,10 @@ class ResNeSt(nn.Module):
             for block in getattr(self, name):
                 x = block.fused_forward(x)
             if index in self.out_indices:
-                outs.append(x)
+                # Back to NCHW: the caller gets what the plain path returns. MMPose's
+                # heatmap head would run ~15% faster on channels_last, but some heads
+                # .view() their features (e.g. cid_head, mtut_head), which fails on it.
+                outs.append(x.contiguous())
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     @torch.jit.unused
@@ -505,10 +513,11 @@ class ResNeSt(nn.Module):
     def forward(self, x: torch.Tensor) -> Any:
         """Compute the features of the stages named by ``out_indices``.
 
-        Eval-mode CPU inference without autograd takes a fused fast path
-        (:meth:`_fast_forward`) when :attr:`fast_inference` is set or the
-        norms were folded into the convs (``mmcv.cnn.fuse_conv_bn``, as
-        ``tools/test.py --fuse-conv-bn`` does).
+        Eval-mode float32 CPU inference without autograd takes a fused fast
+        path (:meth:`_fast_forward`) when :attr:`fast_inference` is set (the
+        default) or the norms were folded into the convs
+        (``mmcv.cnn.fuse_conv_bn``, as ``tools/test.py --fuse-conv-bn`` does);
+        everything else runs the plain path, MMPose's arithmetic op for op.
 
         Args:
             x: Images of shape ``(B, in_channels, H, W)``.

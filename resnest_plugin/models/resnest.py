@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .fused_inference import conv_bn, is_foldable_norm, is_plain_conv, use_fused_inference
-from .split_attention import NamedChildCaller, SplitAttentionConv2d
+from .split_attention import NamedChildCaller, SplitAttentionConv2d, is_channels_last
 
 __all__ = ["ARCH_SETTINGS", "ResNeStArch", "ResNeStBottleneck", "ResNeSt"]
 
@@ -325,6 +325,13 @@ class ResNeSt(nn.Module):
     #: folded by ``mmcv.cnn.fuse_conv_bn`` takes the fast one regardless.
     fast_inference: bool = True
 
+    #: On CPU, run the plain path (training, autograd) in channels_last
+    #: internally: oneDNN's convolutions and their gradients are faster there
+    #: (~1.1x a training step) and the split attention keeps the format.
+    #: Outputs are returned NCHW. ``False`` (with ``fast_inference = False``)
+    #: gives MMPose's arithmetic op for op, bit-identical to its built-in.
+    cpu_channels_last: bool = True
+
     def __init__(
         self,
         depth: int,
@@ -527,10 +534,14 @@ class ResNeSt(nn.Module):
             tensors (a list in TorchScript, which has no variable-length
             tuples).
         """
+        to_nchw = False
         if not torch.jit.is_scripting():
             self._check_batch(x)
             if self._takes_fast_path(x):
                 return self._fast_forward(x)
+            if self.cpu_channels_last and x.device.type == "cpu" and not is_channels_last(x):
+                x = x.contiguous(memory_format=torch.channels_last)
+                to_nchw = True
         x = self.maxpool(self.stem(x))
         outs: List[torch.Tensor] = []
         stage = 0
@@ -540,7 +551,7 @@ class ResNeSt(nn.Module):
             if name.startswith("layer"):
                 x = layer(x)
                 if stage in self.out_indices:
-                    outs.append(x)
+                    outs.append(x.contiguous() if to_nchw else x)
                 stage += 1
         if len(outs) == 1:
             return outs[0]

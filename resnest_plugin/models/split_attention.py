@@ -20,7 +20,7 @@ from torch import nn
 
 from .fused_inference import conv_bn, is_foldable_norm, is_plain_conv
 
-__all__ = ["NamedChildCaller", "RadixSoftmax", "SplitAttentionConv2d", "weighted_sum"]
+__all__ = ["NamedChildCaller", "RadixSoftmax", "SplitAttentionConv2d", "is_channels_last", "weighted_sum"]
 
 
 class RadixSoftmax(nn.Module):
@@ -186,7 +186,9 @@ class SplitAttentionConv2d(NamedChildCaller):
             x = self.call_child(x, self.norm0_name)
         else:
             x = self.norm0(x)
-        return self.attend(self.relu(x))
+        # NCHW: MMPose's order of operations (bit-identical results). channels_last
+        # runs other kernels anyway (never bit-identical): there the cheaper order.
+        return self.attend(self.relu(x), pool_first=is_channels_last(x))
 
     @torch.jit.unused
     def fusable(self) -> bool:
@@ -235,6 +237,11 @@ class SplitAttentionConv2d(NamedChildCaller):
         return weighted_sum(x, weights, self.radix)
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is laid out NHWC (and not also NCHW-contiguous, as 1x1 maps are)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def weighted_sum(x: torch.Tensor, weights: torch.Tensor, radix: int) -> torch.Tensor:
     """Sum of the radix splits of ``x`` weighted per channel, layout-preserving.
 
@@ -257,7 +264,7 @@ def weighted_sum(x: torch.Tensor, weights: torch.Tensor, radix: int) -> torch.Te
     channels = x.size(1) // radix
     if radix == 1:
         return x * weights.view(batch, channels, 1, 1)
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if is_channels_last(x):
         splits = x.permute(0, 2, 3, 1).view(batch, height, width, radix, channels)  # (B, H, W, R, C)
         out = (splits * weights.view(batch, 1, 1, radix, channels)).sum(dim=3)  # (B, H, W, C)
         return out.permute(0, 3, 1, 2)  # (B, C, H, W), channels_last memory

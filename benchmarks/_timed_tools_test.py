@@ -11,10 +11,10 @@ measures the wall time of the inference loop (data loading, forward with flip
 test, post-processing: MMPose's own loop) and the number of boxes it
 processed, and prints one line ``TIMING {json}`` when the script finishes.
 
-With ``RESNEST_BENCH_FAST_INFERENCE=1`` in the environment it also sets
-``resnest_plugin.ResNeSt.fast_inference = True`` (the opt-in fused CPU
-inference path) before the script builds the model: how the stock tool runs
-if that switch were on by default.
+With ``RESNEST_BENCH_EXACT=1`` in the environment it switches off
+resnest_plugin's CPU fast paths (``ResNeSt.fast_inference`` and
+``ResNeSt.cpu_channels_last``, class attributes) before the script builds the
+model: MMPose's arithmetic op for op, to show what the fast paths are worth.
 """
 from __future__ import annotations
 
@@ -48,10 +48,11 @@ def main() -> None:
         raise SystemExit("usage: _timed_tools_test.py <tools/test.py> <args...>")
     script = sys.argv[1]
     mmpose.apis.single_gpu_test = _timed(mmpose.apis.single_gpu_test)
-    if os.environ.get("RESNEST_BENCH_FAST_INFERENCE") == "1":
+    if os.environ.get("RESNEST_BENCH_EXACT") == "1":
         import resnest_plugin
 
-        resnest_plugin.ResNeSt.fast_inference = True
+        resnest_plugin.ResNeSt.fast_inference = False
+        resnest_plugin.ResNeSt.cpu_channels_last = False
     sys.argv = [script] + sys.argv[2:]
     start = time.perf_counter()
     runpy.run_path(script, run_name="__main__")

@@ -55,11 +55,11 @@ __all__ = ["main"]
 
 # --- forward ------------------------------------------------------------------------
 
-# Paths of the forward table. "fast" exists for our backbone only: the plain
-# default with its opt-in fused CPU inference path switched on.
+# Paths of the forward table. "exact" exists for our backbone only: its CPU
+# fast paths switched off (MMPose's arithmetic op for op, bit-identical).
 PATH_LABELS = {
     "default": "default",
-    "fast": "default + fast_inference=True",
+    "exact": "exact (fast_inference=False, cpu_channels_last=False)",
     "best": "best: fuse_conv_bn + channels_last",
     "compiled": "best + torch.compile",
 }
@@ -71,7 +71,7 @@ def prepare(model: nn.Module, path: str, device: torch.device) -> nn.Module:
     Args:
         model: The backbone.
         path: ``default`` (eval, as built: what ``tools/test.py`` runs),
-            ``fast`` (ours with ``fast_inference = True``), ``best`` (Conv+BN
+            ``exact`` (ours with its CPU fast paths off), ``best`` (Conv+BN
             fused by ``mmcv.cnn.fuse_conv_bn`` as ``tools/test.py
             --fuse-conv-bn`` does, model in ``channels_last``), ``compiled``
             (``best`` + ``torch.compile``, default inductor settings).
@@ -83,8 +83,9 @@ def prepare(model: nn.Module, path: str, device: torch.device) -> nn.Module:
     from mmcv.cnn import fuse_conv_bn
 
     model = set_mode(model.to(device), False)
-    if path == "fast":
-        model.fast_inference = True
+    if path == "exact":
+        model.fast_inference = False
+        model.cpu_channels_last = False
     if path in ("best", "compiled"):
         model = fuse_conv_bn(model).to(memory_format=torch.channels_last)
     if path == "compiled":
@@ -102,11 +103,11 @@ def _forward_runner(model: nn.Module, images: torch.Tensor) -> Callable[[], int]
 
 
 def bench_forward(args: argparse.Namespace, device: torch.device, summary: dict) -> List[str]:
-    """Forward throughput table (default, fast, best, compiled paths)."""
+    """Forward throughput table (default, exact, best, compiled paths)."""
     lines = ["### Backbone forward (eval, fp32, no grad)", "",
              f"batch {args.batch}; img/s: median and min..max of {args.reps} interleaved repetitions "
              f"(each >= {args.min_seconds:.1f} s); GMAC/s = MACs per image x img/s; last column: ratio to "
-             "MMPose's built-in on the same path (the `fast` row: to MMPose's default).",
+             "MMPose's built-in on the same path (the `exact` row: to MMPose's default).",
              "", "| model | input | path | img/s | spread | GMAC/img | GMAC/s | vs MMPose |",
              "|---|---|---|---|---|---|---|---|"]
     for depth_index, depth in enumerate(args.depths):
@@ -122,7 +123,7 @@ def bench_forward(args: argparse.Namespace, device: torch.device, summary: dict)
                 base = build_backbone(impl, depth)
                 macs[impl] = count_macs(set_mode(base, False), (1, 3, height, width))
                 for path in paths:
-                    if path == "fast" and impl != "ours":
+                    if path == "exact" and impl != "ours":
                         continue
                     model = prepare(copy.deepcopy(base), path, device)
                     images = torch.randn(args.batch, 3, height, width, device=device)
@@ -137,7 +138,7 @@ def bench_forward(args: argparse.Namespace, device: torch.device, summary: dict)
             compile_s = time.perf_counter() - compile_start
             results = interleaved(runners, args.reps, device, warmup=1, min_seconds=args.min_seconds)
             for path in paths:
-                reference = results.get(f"mmpose/{'default' if path == 'fast' else path}")
+                reference = results.get(f"mmpose/{'default' if path == 'exact' else path}")
                 for impl in args.impls:
                     m = results.get(f"{impl}/{path}")
                     if m is None:
@@ -342,11 +343,10 @@ def targets(summary: dict, args: argparse.Namespace) -> List[str]:
     for depth in args.depths:
         for size in args.sizes:
             key = f"{depth}/{size}"
-            for path, label in (("default", "default"), ("fast", "default + fast_inference")):
-                row(f"{label} forward R{depth} {size}: ours / MMPose",
-                    _ratio(summary, "forward", f"ours/{key}/{path}", f"mmpose/{key}/default"), 1.25)
-                row(f"{label} forward R{depth} {size}: ours / timm",
-                    _ratio(summary, "forward", f"ours/{key}/{path}", f"timm/{key}/default"), 1.0)
+            row(f"default forward R{depth} {size}: ours / MMPose",
+                _ratio(summary, "forward", f"ours/{key}/default", f"mmpose/{key}/default"), 1.25)
+            row(f"default forward R{depth} {size}: ours / timm",
+                _ratio(summary, "forward", f"ours/{key}/default", f"timm/{key}/default"), 1.0)
             row(f"best forward R{depth} {size} (eager): ours / MMPose",
                 _ratio(summary, "forward", f"ours/{key}/best", f"mmpose/{key}/best"), 1.15)
             ours, mmpose, tv = best_of("ours", key), best_of("mmpose", key), best_of("torchvision", key)
@@ -364,9 +364,8 @@ def targets(summary: dict, args: argparse.Namespace) -> List[str]:
         if memory:
             row(f"with_cp peak training memory R{depth}: with / without",
                 memory["with_cp"] / memory["without"], 0.6, lower=True)
-    for name, label in (("tools", "default"), ("tools_fast", "fast_inference")):
-        if name in summary:
-            row(f"tools/test.py img/s ({label}): our config / MMPose's", summary[name], 1.1)
+    if "tools" in summary:
+        row("tools/test.py img/s: our config / MMPose's", summary["tools"], 1.1)
     return lines
 
 
@@ -384,8 +383,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         default=["ours", "mmpose", "timm", "torchvision"])
     parser.add_argument("--depths", nargs="+", type=int, choices=(50, 101), default=None)
     parser.add_argument("--sizes", nargs="+", choices=("256x192", "384x288"), default=None)
-    parser.add_argument("--paths", nargs="+", choices=("default", "fast", "best"),
-                        default=["default", "fast", "best"])
+    parser.add_argument("--paths", nargs="+", choices=("default", "exact", "best"),
+                        default=["default", "exact", "best"])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--reps", type=int, default=None, help="forward repetitions per variant")
     parser.add_argument("--min-seconds", type=float, default=None,
@@ -405,12 +404,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args.sections = args.sections or (["forward", "train", "memory", "onnx"] if quick else list(SECTIONS))
     args.depths = args.depths or ([50] if quick else [50, 101])
     args.sizes = args.sizes or (["256x192"] if quick else ["256x192", "384x288"])
-    args.reps = args.reps or (3 if quick else 5)
-    args.min_seconds = args.min_seconds if args.min_seconds is not None else (0.0 if quick else 1.0)
+    args.reps = args.reps or 3
+    args.min_seconds = args.min_seconds if args.min_seconds is not None else 0.0
     args.train_batch = args.train_batch or (8 if quick else 16)
     args.train_reps = args.train_reps or (2 if quick else 3)
     args.train_impls = args.train_impls or (["ours", "mmpose"] if quick else ["ours", "mmpose", "timm",
                                                                                "torchvision"])
+    if args.device != "cpu" and "onnx" in args.sections:
+        args.sections.remove("onnx")  # onnxruntime CPU vs PyTorch CPU only
     return args
 
 
@@ -432,14 +433,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         steps["onnx"] = bench_onnx
     for section in args.sections:
         if section == "tools":
+            from benchmark_tools_test import VARIANTS
             from benchmark_tools_test import run as run_tools
 
             lines = run_tools(depth=50, size=args.sizes[0], reps=args.tools_reps)
             for line in lines:
-                if line.startswith("| our config (resnest_plugin.ResNeSt, default)"):
+                if line.startswith(f"| {VARIANTS['ours']} "):
                     summary["tools"] = float(line.split("|")[-2])
-                elif line.startswith("| our config, fast_inference"):
-                    summary["tools_fast"] = float(line.split("|")[-2])
             lines = ["### MMPose tools/test.py end to end", ""] + lines
         elif section in steps:
             lines = steps[section](args, device, summary)

@@ -69,7 +69,7 @@ def save_random_checkpoint(config: Path, path: Path) -> None:
                str(path))
 
 
-def _run_once(config: Path, checkpoint: Path, work_dir: Path, fuse: bool, fast: bool = False) -> dict:
+def _run_once(config: Path, checkpoint: Path, work_dir: Path, fuse: bool, exact: bool = False) -> dict:
     options = [
         "model.pretrained=None",
         f"data.test.ann_file={DATA / 'test_coco.json'}",
@@ -81,7 +81,7 @@ def _run_once(config: Path, checkpoint: Path, work_dir: Path, fuse: bool, fast: 
                "--work-dir", str(work_dir), "--cfg-options", *options]
     if fuse:
         command.append("--fuse-conv-bn")
-    env = dict(os.environ, RESNEST_BENCH_FAST_INFERENCE="1" if fast else "0")
+    env = dict(os.environ, RESNEST_BENCH_EXACT="1" if exact else "0")
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False, env=env)
     if completed.returncode != 0:
         raise RuntimeError(f"tools/test.py failed ({completed.returncode}) for {config}:\n"
@@ -112,14 +112,14 @@ def _max_keypoint_difference(a: Path, b: Path) -> float:
 
 
 VARIANTS = {
-    "ours": "our config (resnest_plugin.ResNeSt, default)",
-    "ours_fast": "our config, fast_inference=True (opt-in)",
+    "ours": "our config (resnest_plugin.ResNeSt)",
     "mmpose": "MMPose's config (built-in ResNeSt)",
+    "ours_exact": "our config, exact mode (fast paths off)",
 }
 
 
 def run(depth: int = 50, size: str = "256x192", reps: int = 2, fuse: bool = False,
-        fast: bool = True) -> List[str]:
+        exact: bool = False) -> List[str]:
     """Benchmark ``tools/test.py`` with our config vs MMPose's.
 
     Args:
@@ -127,7 +127,7 @@ def run(depth: int = 50, size: str = "256x192", reps: int = 2, fuse: bool = Fals
         size: Input size of the config, ``256x192`` or ``384x288``.
         reps: Runs per configuration (alternating order).
         fuse: Pass ``--fuse-conv-bn`` to all runs.
-        fast: Also run our config with ``ResNeSt.fast_inference = True``.
+        exact: Also run our config in exact mode (CPU fast paths off).
 
     Returns:
         Markdown table lines.
@@ -136,7 +136,7 @@ def run(depth: int = 50, size: str = "256x192", reps: int = 2, fuse: bool = Fals
     for path in configs.values():
         if not path.is_file():
             raise FileNotFoundError(f"config {path} not found")
-    names = ["ours", "mmpose"] + (["ours_fast"] if fast and not fuse else [])
+    names = ["ours", "mmpose"] + (["ours_exact"] if exact else [])
     loops: Dict[str, List[float]] = {name: [] for name in names}
     scripts: Dict[str, List[float]] = {name: [] for name in names}
     aps: Dict[str, str] = {}
@@ -149,7 +149,7 @@ def run(depth: int = 50, size: str = "256x192", reps: int = 2, fuse: bool = Fals
             for name in order:
                 work_dir = tmp_path / f"{name}_{rep}"
                 config = configs["mmpose" if name == "mmpose" else "ours"]
-                timing = _run_once(config, checkpoint, work_dir, fuse, fast=name == "ours_fast")
+                timing = _run_once(config, checkpoint, work_dir, fuse, exact=name == "ours_exact")
                 loops[name].append(timing["boxes"] / timing["loop_s"])
                 scripts[name].append(timing["script_s"])
                 aps[name] = timing["ap"]
@@ -168,7 +168,7 @@ def run(depth: int = 50, size: str = "256x192", reps: int = 2, fuse: bool = Fals
         lines.append(f"| {VARIANTS[name]} | {statistics.median(rates):.2f} | {min(rates):.2f}..{max(rates):.2f} "
                      f"| {statistics.median(scripts[name]):.1f} | {statistics.median(rates) / base:.3f} |")
     lines.append("")
-    short = {"ours": "default", "ours_fast": "fast_inference"}
+    short = {"ours": "default", "ours_exact": "exact mode"}
     lines.append("Same random checkpoint in every run; largest keypoint difference of our runs to MMPose's: "
                  + ", ".join(f"{short[name]} {diff:.1e} px" for name, diff in differences.items())
                  + f" (AP {aps.get('mmpose')}: random weights).")
@@ -182,11 +182,11 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--size", default="256x192", choices=("256x192", "384x288"))
     parser.add_argument("--reps", type=int, default=2, help="runs per config (alternating)")
     parser.add_argument("--fuse-conv-bn", action="store_true", help="pass --fuse-conv-bn to all runs")
-    parser.add_argument("--no-fast", action="store_true", help="skip the fast_inference=True run")
+    parser.add_argument("--exact", action="store_true", help="also run our config in exact mode")
     args = parser.parse_args(argv)
     print(machine_summary(torch.device("cpu")))
     print()
-    print("\n".join(run(args.depth, args.size, args.reps, args.fuse_conv_bn, fast=not args.no_fast)))
+    print("\n".join(run(args.depth, args.size, args.reps, args.fuse_conv_bn, exact=args.exact)))
     load = os.getloadavg()
     print(f"\nload average at end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
 

@@ -236,7 +236,9 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
         elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
     try:
-        with torch.no_grad():
+        # Autograd on: ResNeSt's fused inference path (taken only without
+        # autograd) calls no conv module, so no hook would fire.
+        with torch.enable_grad():
             model(torch.zeros(*input_shape))
     finally:
         for handle in handles:

@@ -82,6 +82,7 @@ def conv_bn(
     norm: nn.Module,
     relu: bool = False,
     residual: Optional[torch.Tensor] = None,
+    into_residual: bool = False,
 ) -> torch.Tensor:
     """``act(norm(conv(x)) [+ residual])`` as one oneDNN convolution.
 
@@ -90,10 +91,15 @@ def conv_bn(
         conv: A plain conv (:func:`is_plain_conv`).
         norm: A foldable norm (:func:`is_foldable_norm`).
         relu: Apply ReLU at the end.
-        residual: Tensor added before the ReLU (same shape as the output).
+        residual: Tensor added before the ReLU (same shape and memory
+            format as the output).
+        into_residual: Write the result into ``residual`` (the caller no
+            longer needs it): one output buffer less to allocate and fill,
+            ~10% faster for the wide 1x1 convs of the first stage.
 
     Returns:
-        The output, in the memory format oneDNN picks for ``x``'s format.
+        The output, in the memory format oneDNN picks for ``x``'s format
+        (``residual`` itself with ``into_residual``).
     """
     weight, bias = _folded(conv, norm)
     padding: List[int] = list(conv.padding)
@@ -102,6 +108,10 @@ def conv_bn(
     if residual is None:
         return torch.ops.mkldnn._convolution_pointwise(
             x, weight, bias, padding, stride, dilation, conv.groups, "relu" if relu else "none", [], "")
+    if into_residual:
+        return torch.ops.mkldnn._convolution_pointwise_.binary(
+            residual, x, weight, bias, padding, stride, dilation, conv.groups, "add", None,
+            "relu" if relu else None, [], "")
     return torch.ops.mkldnn._convolution_pointwise.binary(
         x, residual, weight, bias, padding, stride, dilation, conv.groups, "add", None,
         "relu" if relu else None, [], "")

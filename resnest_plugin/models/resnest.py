@@ -168,10 +168,16 @@ class ResNeStBottleneck(NamedChildCaller):
                 and _fusable_downsample(self.downsample))
 
     @torch.jit.unused
-    def fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+    def fused_forward(self, x: torch.Tensor, input_reusable: bool = False) -> torch.Tensor:
         """``forward`` for eval-mode CPU inference without autograd: each conv
         with its folded norm, ReLU and (last conv) residual add as one oneDNN
-        op (:mod:`.fused_inference`)."""
+        op (:mod:`.fused_inference`).
+
+        Args:
+            x: Block input.
+            input_reusable: The caller will not use ``x`` again, so the
+                output may be written into it (blocks without downsample).
+        """
         out = conv_bn(x, self.conv1, self.norm1, relu=True)
         out = self.conv2.fused_forward(out)
         if self.avg_down_stride:
@@ -182,7 +188,8 @@ class ResNeStBottleneck(NamedChildCaller):
             for pool in pools:
                 identity = pool(identity)
             identity = conv_bn(identity, conv, norm)
-        return conv_bn(out, self.conv3, self.norm3, relu=True, residual=identity)
+        reuse = self.downsample is not None or input_reusable
+        return conv_bn(out, self.conv3, self.norm3, relu=True, residual=identity, into_residual=reuse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the block.
@@ -497,8 +504,10 @@ class ResNeSt(nn.Module):
         x = self.maxpool(x)
         outs = []
         for index, name in enumerate(self.res_layers):
-            for block in getattr(self, name):
-                x = block.fused_forward(x)
+            for position, block in enumerate(getattr(self, name)):
+                # Inside a stage a block's input is the previous block's output,
+                # used by nobody else: the block may write its output into it.
+                x = block.fused_forward(x, input_reusable=position > 0)
             if index in self.out_indices:
                 # Back to NCHW: the caller gets what the plain path returns. MMPose's
                 # heatmap head would run ~15% faster on channels_last, but some heads
@@ -523,8 +532,10 @@ class ResNeSt(nn.Module):
         Eval-mode float32 CPU inference without autograd takes a fused fast
         path (:meth:`_fast_forward`) when :attr:`fast_inference` is set (the
         default) or the norms were folded into the convs
-        (``mmcv.cnn.fuse_conv_bn``, as ``tools/test.py --fuse-conv-bn`` does);
-        everything else runs the plain path, MMPose's arithmetic op for op.
+        (``mmcv.cnn.fuse_conv_bn``, as ``tools/test.py --fuse-conv-bn`` does).
+        Everything else runs the plain path: MMPose's operations, in
+        channels_last on CPU when :attr:`cpu_channels_last` is set (the
+        default), outputs returned in the input's memory format.
 
         Args:
             x: Images of shape ``(B, in_channels, H, W)``.

@@ -6,6 +6,8 @@ same heatmaps, for the batch size it was traced with and another one
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +120,29 @@ def test_backbone_onnx_with_several_outputs_matches_pytorch(tmp_path: Path) -> N
     assert [a.shape for a in actual] == [e.shape for e in expected]
     for a, e in zip(actual, expected):
         np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_mmpose_stock_pytorch2onnx_tool_exports_our_config(topdown: nn.Module, tmp_path: Path) -> None:
+    """MMPose's own tools/deployment/pytorch2onnx.py, unchanged, on our config
+    (through torch's default dynamo exporter, which needs onnxscript)."""
+    import mmpose
+
+    checkpoint = tmp_path / "random.pth"
+    torch.save({"state_dict": topdown.state_dict(), "meta": {}}, str(checkpoint))
+    output = tmp_path / "topdown.onnx"
+    tool = Path(mmpose.__file__).parent / ".mim" / "tools" / "deployment" / "pytorch2onnx.py"
+    completed = subprocess.run(
+        [sys.executable, str(tool), str(CONFIG), str(checkpoint), "--output-file", str(output),
+         "--shape", "1", "3", "256", "192", "--verify"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "The numerical values are same between Pytorch and ONNX" in completed.stdout
+    graph = onnx.load(str(output))
+    # The tool insists on opset 11; the dynamo exporter writes at least 18 regardless.
+    assert graph.opset_import[0].version >= 17
+    images = torch.randn(1, 3, 256, 192, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = topdown.forward_dummy(images).numpy()
+    (actual,) = _session(output).run(None, {graph.graph.input[0].name: images.numpy()})
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

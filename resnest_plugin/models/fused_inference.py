@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["conv_bn", "is_foldable_norm", "is_plain_conv", "use_fused_inference"]
+__all__ = ["conv_bn", "is_foldable_norm", "is_plain_conv", "reference_conv_bn", "use_fused_inference"]
 
 _HAS_MKLDNN_OPS = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 

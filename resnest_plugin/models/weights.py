@@ -80,7 +80,8 @@ from ..compat import numpy_checkpoint_globals
 from .resnest import ARCH_SETTINGS
 
 __all__ = [
-    "CheckpointLoadWarning", "CheckpointMismatchError", "FORMATS", "LoadReport",
+    "CheckpointLoadWarning", "CheckpointMismatchError", "FORMATS", "LoadReport", "depth_of",
+    "stage_blocks",
     "ShapeMismatch", "UnsafeCheckpointError", "convert_state_dict",
     "detect_format", "extract_state_dict", "load_pretrained", "main", "read_checkpoint",
     "resolve_checkpoint",
@@ -526,19 +527,29 @@ def convert_state_dict(state_dict: Mapping[str, Any], source: Optional[str] = No
 # --------------------------------------------------------------------------- loading
 
 
-def _stage_blocks(keys: Sequence[str]) -> Tuple[int, ...]:
+def stage_blocks(keys: Sequence[str], prefix: str = "") -> Tuple[int, ...]:
+    """Count the bottlenecks per stage from ``{prefix}layerS.B.*`` keys.
+
+    Args:
+        keys: State-dict keys.
+        prefix: Key prefix of the backbone (``"backbone."`` in a TopDown model).
+
+    Returns:
+        Blocks of stages 1, 2, ... (empty when no such key exists).
+    """
     blocks: Dict[int, int] = {}
     for key in keys:
-        match = _BLOCK_KEY.match(key)
+        match = _BLOCK_KEY.match(key[len(prefix):]) if key.startswith(prefix) else None
         if match:
             stage, block = int(match.group(1)), int(match.group(2))
             blocks[stage] = max(blocks.get(stage, 0), block + 1)
     return tuple(blocks.get(stage, 0) for stage in range(1, max(blocks, default=0) + 1))
 
 
-def _depth_of(stage_blocks: Tuple[int, ...]) -> Optional[int]:
+def depth_of(blocks: Sequence[int]) -> Optional[int]:
+    """Return the ResNeSt depth whose blocks per stage are ``blocks``, or ``None``."""
     for depth, arch in ARCH_SETTINGS.items():
-        if arch.stage_blocks == stage_blocks:
+        if arch.stage_blocks == tuple(blocks):
             return depth
     return None
 
@@ -647,7 +658,7 @@ def load_pretrained(
         unexpected=tuple(key for key in state if key not in model_shapes),
         shape_mismatched=tuple(mismatched),
         ignored=converted.ignored,
-        checkpoint_depth=_depth_of(_stage_blocks(list(state))),
+        checkpoint_depth=depth_of(stage_blocks(list(state))),
         checkpoint_stem_channels=_stem_width(ckpt_shapes),
     )
 
@@ -699,15 +710,15 @@ def _architecture_errors(model: nn.Module, report: LoadReport, model_shapes: Map
             "(ImageNet ResNeSt-101/200/269 from the official release, timm and mmcls:// use 128; "
             "ResNeSt-50 and MMPose's released COCO checkpoints use 64), or skip the stem "
             f"(it then keeps its initial values, MMPose's behaviour) with {_strict_hint(model, False)}.")
-    model_blocks = _stage_blocks(list(model_shapes))
-    ckpt_blocks = _stage_blocks(list(ckpt_shapes))[:len(model_blocks)]
+    model_blocks = stage_blocks(list(model_shapes))
+    ckpt_blocks = stage_blocks(list(ckpt_shapes))[:len(model_blocks)]
     if ckpt_blocks and model_blocks and ckpt_blocks != model_blocks:
         offending = [key for key in (*report.unexpected, *report.missing) if _BLOCK_KEY.match(key)]
         blocks = list(dict.fromkeys(_BLOCK_KEY.match(key).group(0)[:-1] for key in offending))
         span = blocks[0] if len(blocks) == 1 else f"{blocks[0]} ... {blocks[-1]}"
         ckpt_name = (f"ResNeSt-{report.checkpoint_depth}" if report.checkpoint_depth is not None
                      else "a ResNeSt of unknown depth")
-        model_depth = getattr(model, "depth", _depth_of(model_blocks))
+        model_depth = getattr(model, "depth", depth_of(model_blocks))
         errors.append(
             f"checkpoint {report.checkpoint!r} is {ckpt_name} (blocks per stage {ckpt_blocks}) but the "
             f"model has depth={model_depth} (blocks per stage {model_blocks}); "
@@ -744,12 +755,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     state = extract_state_dict(read_checkpoint(resolve_checkpoint(args.input)), args.input)
     converted = _convert(state, args.source)
-    blocks = _stage_blocks(list(converted.state))
+    blocks = stage_blocks(list(converted.state))
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     torch.save(OrderedDict(converted.state), args.output)
     stem = _stem_width({key: tuple(value.shape) for key, value in converted.state.items()})
     print(f"{args.input} ({converted.source} names) -> {args.output}: {len(converted.state)} tensors, "
-          f"depth {_depth_of(blocks)} (blocks per stage {blocks}), stem_channels {stem}, "
+          f"depth {depth_of(blocks)} (blocks per stage {blocks}), stem_channels {stem}, "
           f"{len(converted.ignored)} non-backbone keys dropped")
     return 0
 

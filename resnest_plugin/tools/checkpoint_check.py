@@ -24,14 +24,11 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from ..models.weights import CheckpointMismatchError, depth_of, stage_blocks
+
 __all__ = ["CheckpointMismatchError", "CheckpointReport", "stage_blocks", "compare_state_dicts",
            "check_checkpoint", "main"]
 
-_BLOCK_KEY = re.compile(r"^backbone\.layer(?P<stage>\d+)\.(?P<block>\d+)\.")
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint's keys or shapes do not fit the model of a config."""
 
 
 @dataclass(frozen=True)
@@ -94,30 +91,10 @@ class CheckpointReport:
 
 def _depth_name(blocks: Sequence[int]) -> str:
     """Name the ResNeSt depth whose stage table is ``blocks``, if any."""
-    from resnest_plugin.models import ARCH_SETTINGS
-
-    for depth, arch in ARCH_SETTINGS.items():
-        if tuple(arch.stage_blocks) == tuple(blocks):
-            return f"ResNeSt-{depth}"
+    depth = depth_of(blocks)
+    if depth is not None:
+        return f"ResNeSt-{depth}"
     return "no ResNeSt depth" if blocks else "no ResNet-style backbone"
-
-
-def stage_blocks(keys: Sequence[str]) -> Tuple[int, ...]:
-    """Count the bottlenecks per stage from ``backbone.layerS.B.*`` keys.
-
-    Args:
-        keys: State-dict keys of a top-down model.
-
-    Returns:
-        Blocks of stages 1, 2, ... (empty when no such key exists).
-    """
-    highest: Dict[int, int] = {}
-    for key in keys:
-        match = _BLOCK_KEY.match(key)
-        if match:
-            stage, block = int(match["stage"]), int(match["block"])
-            highest[stage] = max(highest.get(stage, -1), block)
-    return tuple(highest[s] + 1 for s in sorted(highest))
 
 
 def compare_state_dicts(checkpoint: Path, ckpt_state: Mapping[str, torch.Tensor],
@@ -139,7 +116,8 @@ def compare_state_dicts(checkpoint: Path, ckpt_state: Mapping[str, torch.Tensor]
                 for k in ckpt_state
                 if k in model_state and tuple(ckpt_state[k].shape) != tuple(model_state[k].shape)]
     return CheckpointReport(Path(checkpoint), missing, unexpected, mismatch,
-                            stage_blocks(list(ckpt_state)), stage_blocks(list(model_state)))
+                            stage_blocks(list(ckpt_state), "backbone."),
+                            stage_blocks(list(model_state), "backbone."))
 
 
 def _load_state_dict(checkpoint: Path) -> Dict[str, torch.Tensor]:

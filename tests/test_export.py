@@ -22,6 +22,8 @@ from torch import nn
 import resnest_plugin  # noqa: F401  (registers resnest_plugin.ResNeSt)
 from resnest_plugin.models import ResNeSt
 
+from model_helpers import randomise
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG = REPO_ROOT / "configs" / "top_down" / "resnest" / "coco" / "resnest50_coco_256x192.py"
 
@@ -36,22 +38,6 @@ class HeatmapModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.forward_dummy(images)
-
-
-def _randomise(model: nn.Module, seed: int) -> None:
-    """Non-trivial BN statistics and weights (fresh init makes blocks identities)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-            elif tensor.dim() == 1:
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.1
-                             + (1.0 if name.endswith("weight") else 0.0))
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * tensor[0].numel() ** -0.5)
 
 
 def _export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -75,7 +61,7 @@ def topdown() -> nn.Module:
     cfg.model.pretrained = None
     model = build_posenet(cfg.model)
     assert isinstance(model.backbone, ResNeSt)
-    _randomise(model, seed=0)
+    randomise(model, seed=0, spread=0.1)
     return model.eval()
 
 
@@ -108,7 +94,7 @@ def test_topdown_onnx_heatmaps_match_pytorch(topdown: nn.Module, tmp_path: Path)
 
 def test_backbone_onnx_with_several_outputs_matches_pytorch(tmp_path: Path) -> None:
     backbone = ResNeSt(depth=50, out_indices=(0, 1, 2, 3))
-    _randomise(backbone, seed=2)
+    randomise(backbone, seed=2, spread=0.1)
     backbone.eval()
     images = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(3))
     path = tmp_path / "resnest50.onnx"

@@ -19,24 +19,9 @@ from resnest_plugin.models import ResNeSt
 from resnest_plugin.models.fused_inference import conv_bn, reference_conv_bn
 from resnest_plugin.models.split_attention import SplitAttentionConv2d, weighted_sum
 
+from model_helpers import randomise
+
 CHANNELS_LAST = torch.channels_last
-
-
-def randomise(model: nn.Module, seed: int) -> nn.Module:
-    """Non-trivial weights and BN statistics (fresh init hides layout mistakes)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-            elif tensor.dim() == 1:
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.2
-                             + (1.0 if name.endswith("weight") else 0.0))
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * tensor[0].numel() ** -0.5)
-    return model
 
 
 def pair(radix: int = 2, groups: int = 1, avd: bool = True, **extra) -> Tuple[ResNeSt, BuiltinResNeSt]:

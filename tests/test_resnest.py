@@ -15,29 +15,9 @@ from mmpose.models.backbones import ResNeSt as BuiltinResNeSt
 
 from resnest_plugin.models import ARCH_SETTINGS, ResNeSt
 
+from model_helpers import randomise
+
 GOLDEN_DIR = Path(__file__).parent / "golden"
-
-
-def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Fill every parameter and BN buffer with non-trivial values.
-
-    Random init zeroes the last BN of each block (zero_init_residual) and
-    leaves BN statistics at 0/1, which would hide layout mistakes.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-            elif name.endswith(("weight", "bias", "running_mean")) and tensor.dim() == 1:
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.2
-                             + (1.0 if name.endswith("weight") else 0.0))
-            else:  # conv weights: scale to keep activations O(1) through 50+ blocks
-                fan_in = tensor[0].numel()
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * (1.0 / fan_in) ** 0.5)
-    return model
 
 
 def eval_forward(model: torch.nn.Module, x: torch.Tensor):

@@ -17,7 +17,7 @@ from torch import nn
 
 from resnest_plugin.models import ResNeSt
 from resnest_plugin.models.fused_inference import conv_bn, reference_conv_bn
-from resnest_plugin.models.split_attention import SplitAttentionConv2d, weighted_sum
+from resnest_plugin.models.split_attention import Radix2WeightedSum, SplitAttentionConv2d, weighted_sum
 
 from model_helpers import randomise
 
@@ -76,6 +76,39 @@ def test_weighted_sum_is_layout_preserving_and_exact(radix: int, groups: int) ->
         out = weighted_sum(x.contiguous(memory_format=layout), weights, radix)
         assert out.is_contiguous(memory_format=layout), f"{layout} not kept"
         assert torch.equal(out, reference), f"{layout}: values differ"
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, CHANNELS_LAST], ids=["nchw", "nhwc"])
+def test_radix2_weighted_sum_backward_equals_autograd(layout: torch.memory_format) -> None:
+    """The hand-written backward against autograd's through the reference product and sum."""
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 2 * 8, 5, 4, dtype=torch.float64, generator=generator).contiguous(memory_format=layout)
+    weights = torch.rand(3, 2 * 8, dtype=torch.float64, generator=generator)
+    grad = torch.randn(3, 8, 5, 4, dtype=torch.float64, generator=generator)
+    x.requires_grad_(True)
+    weights.requires_grad_(True)
+    out = Radix2WeightedSum.apply(x, weights)
+    reference = (x.view(3, 2, 8, 5, 4) * weights.view(3, 2, 8, 1, 1)).sum(dim=1)
+    torch.testing.assert_close(out, reference, rtol=1e-15, atol=1e-15)
+    assert out.is_contiguous(memory_format=layout)
+    actual = torch.autograd.grad(out, (x, weights), grad)
+    expected = torch.autograd.grad(reference, (x, weights), grad)
+    torch.testing.assert_close(actual[0], expected[0], rtol=1e-15, atol=1e-15)
+    torch.testing.assert_close(actual[1], expected[1], rtol=1e-13, atol=1e-13)
+    assert actual[0].is_contiguous(memory_format=layout), "gradient left the input's layout"
+    assert torch.autograd.gradcheck(Radix2WeightedSum.apply, (x, weights))
+
+
+def test_radix2_weighted_sum_is_used_in_channels_last_training_only() -> None:
+    module = randomise(SplitAttentionConv2d(32, 32, radix=2, groups=1), seed=2).train()
+    x = torch.randn(2, 32, 9, 7, requires_grad=True)
+    assert "Radix2WeightedSum" in type(module(x.contiguous(memory_format=CHANNELS_LAST)).grad_fn).__name__
+    # NCHW keeps MMPose's operations (bit-identical exact mode).
+    assert "Radix2WeightedSum" not in type(module(x).grad_fn).__name__
+    out = module(x.contiguous(memory_format=CHANNELS_LAST))
+    (grad_x,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|double backward|twice"):
+        grad_x.sum().backward()
 
 
 def test_split_attention_keeps_channels_last() -> None:

@@ -391,7 +391,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="minimum length of one timed repetition")
     parser.add_argument("--train-batch", type=int, default=None)
     parser.add_argument("--train-reps", type=int, default=None)
-    parser.add_argument("--train-depths", nargs="+", type=int, choices=(50, 101), default=[50])
+    parser.add_argument("--train-depths", nargs="+", type=int, choices=(50, 101), default=None)
     parser.add_argument("--train-impls", nargs="+", choices=sorted(IMPLEMENTATIONS), default=None)
     parser.add_argument("--tools-reps", type=int, default=2, help="tools/test.py runs per config")
     parser.add_argument("--compile", action="store_true",
@@ -407,7 +407,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args.reps = args.reps or 3
     args.min_seconds = args.min_seconds if args.min_seconds is not None else 0.0
     args.train_batch = args.train_batch or (8 if quick else 16)
-    args.train_reps = args.train_reps or (2 if quick else 3)
+    args.train_reps = args.train_reps or (2 if quick else 5)
+    args.train_depths = args.train_depths or ([50] if quick else [50, 101])
     args.train_impls = args.train_impls or (["ours", "mmpose"] if quick else ["ours", "mmpose", "timm",
                                                                                "torchvision"])
     if args.device != "cpu" and "onnx" in args.sections:

@@ -232,6 +232,7 @@ def bench_memory(args: argparse.Namespace, device: torch.device, summary: dict) 
              "| model | with_cp=False MiB | with_cp=True MiB | ratio |", "|---|---|---|---|"]
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     method = ""
+    notes = [""]  # printed after the table
     for depth in args.train_depths:
         for impl in ("ours", "mmpose"):
             peaks = []
@@ -249,12 +250,10 @@ def bench_memory(args: argparse.Namespace, device: torch.device, summary: dict) 
                          f"{peaks[1] / peaks[0]:.3f} |")
             summary.setdefault("memory", {})[f"{impl}/{depth}"] = dict(without=peaks[0], with_cp=peaks[1])
         worst, largest = _gradients_equal(depth, size, device)
-        lines.append("")
-        lines.append(f"ResNeSt-{depth} gradients with_cp vs without (batch 2, half size): "
+        notes.append(f"ResNeSt-{depth} gradients with_cp vs without (batch 2, half size): "
                      f"max |difference| {worst:.2e} (largest gradient {largest:.2e}).")
         summary.setdefault("memory", {})[f"grad_diff/{depth}"] = worst
-    lines.append(f"Method: {method}.")
-    return lines
+    return lines + notes + [f"Method: {method}."]
 
 
 # --- ONNX -------------------------------------------------------------------------------

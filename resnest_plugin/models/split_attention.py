@@ -341,6 +341,12 @@ class Radix2WeightedSum(torch.autograd.Function):
             grad_rows = grad.reshape(batch, 1, channels, height * width)
             w_rows = weights.view(batch, 2, channels, 1)
             pixel_dim = 3
+        if torch.compiler.is_compiling():
+            # Inductor cannot lower out= into these views (it picks its own strides for
+            # the buffer); functional ops, which it fuses and plans memory for itself.
+            grad_weights = (x_rows * grad_rows).sum(dim=pixel_dim).view(batch, 2 * channels)
+            rows.copy_(grad_rows * w_rows)
+            return buffer, grad_weights
         # d(out)/d(w_r) = sum over pixels of grad * x_r.
         torch.mul(x_rows, grad_rows, out=rows)
         grad_weights = rows.sum(dim=pixel_dim).view(batch, 2 * channels)

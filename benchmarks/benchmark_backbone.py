@@ -45,7 +45,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     IMPLEMENTATIONS, Measurement, build_backbone, count_macs, display_name, interleaved, machine_summary,
-    parse_size, set_mode, synchronize)
+    make_training_step, parse_size, set_mode, synchronize)
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("forward", "train", "memory", "onnx", "tools")
@@ -160,20 +160,6 @@ def bench_forward(args: argparse.Namespace, device: torch.device, summary: dict)
 
 # --- train ----------------------------------------------------------------------------
 
-def _train_runner(model: nn.Module, images: torch.Tensor) -> Callable[[], int]:
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def run() -> int:
-        optimizer.zero_grad(set_to_none=True)
-        out = model(images)
-        out = out[-1] if isinstance(out, (tuple, list)) else out
-        out.float().square().mean().backward()
-        optimizer.step()
-        return images.shape[0]
-
-    return run
-
-
 def bench_train(args: argparse.Namespace, device: torch.device, summary: dict) -> List[str]:
     """Training-step throughput table."""
     size = args.sizes[0]
@@ -189,7 +175,7 @@ def bench_train(args: argparse.Namespace, device: torch.device, summary: dict) -
             torch.manual_seed(0)
             model = set_mode(build_backbone(impl, depth).to(device), True)
             images = torch.randn(args.train_batch, 3, height, width, device=device)
-            runners[impl] = _train_runner(model, images)
+            runners[impl] = make_training_step(model, images)[0]
         # Two warm-up steps: the first also grows the allocator and creates the oneDNN
         # backward primitives; several steps per repetition average out step-to-step noise.
         results = interleaved(runners, args.train_reps, device, warmup=2,

@@ -20,7 +20,7 @@ from torch import nn
 
 __all__ = [
     "IMPLEMENTATIONS", "Measurement", "build_backbone", "set_mode", "count_macs", "interleaved",
-    "machine_summary", "parse_size", "synchronize",
+    "machine_summary", "make_training_step", "parse_size", "synchronize",
 ]
 
 # Input sizes are written HxW, as in the config names (256x192 = 256 high, 192 wide).
@@ -244,6 +244,32 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
         for handle in handles:
             handle.remove()
     return total[0] // input_shape[0]
+
+
+def make_training_step(model: nn.Module, images: torch.Tensor) -> Tuple[Callable[[], int], torch.optim.Optimizer]:
+    """One training step of a backbone as the benchmarks time it.
+
+    Forward, mean-square loss on the last output, backward, Adam step;
+    gradients released (``set_to_none``) at the start of each step.
+
+    Args:
+        model: The backbone, in training mode.
+        images: The input batch.
+
+    Returns:
+        The step (returns the number of images it processed) and its optimizer.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step() -> int:
+        optimizer.zero_grad(set_to_none=True)
+        out = model(images)
+        out = out[-1] if isinstance(out, (tuple, list)) else out
+        out.float().square().mean().backward()
+        optimizer.step()
+        return images.shape[0]
+
+    return step, optimizer
 
 
 # --- timing -------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import build_backbone, parse_size, set_mode  # noqa: E402
+from common import build_backbone, make_training_step, parse_size, set_mode  # noqa: E402
 
 __all__ = ["main", "measure_step_peak"]
 
@@ -67,16 +67,8 @@ def measure_step_peak(impl: str, depth: int, with_cp: bool, batch: int, size: st
     dev = torch.device(device)
     torch.manual_seed(0)
     model = set_mode(build_backbone(impl, depth, with_cp=with_cp).to(dev), True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     images = torch.randn(batch, 3, height, width, device=dev)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        out = model(images)
-        out = out[-1] if isinstance(out, (tuple, list)) else out
-        out.float().square().mean().backward()
-        optimizer.step()
-
+    step, optimizer = make_training_step(model, images)
     step()  # Adam state, oneDNN primitives, allocator: all in place from here on
     optimizer.zero_grad(set_to_none=True)
     if dev.type == "cuda":

@@ -110,10 +110,14 @@ else
       --no-build-isolation . -w "$BUILD_ROOT/dist" -c "$CONSTRAINTS" >"$LOG" 2>&1
   ) &
   BUILD_PID=$!
+  # Should this script stop (error, Ctrl-C), do not leave the compiler running.
+  trap 'kill "$BUILD_PID" 2>/dev/null || true' EXIT
   while kill -0 "$BUILD_PID" 2>/dev/null; do
     sleep 30
-    # ninja prints "[done/total]" per translation unit (72 for the CPU ops).
-    PROGRESS=$(grep -o '^ *\[[0-9]*/[0-9]*\]' "$LOG" 2>/dev/null | tail -n 1 | tr -d ' []')
+    # ninja prints "[done/total]" per translation unit (72 for the CPU ops). Before
+    # the first one, grep finds nothing and fails: "|| true", or set -e (with
+    # pipefail) would end the script while the build goes on in the background.
+    PROGRESS=$(grep -o '^ *\[[0-9]*/[0-9]*\]' "$LOG" 2>/dev/null | tail -n 1 | tr -d ' []' || true)
     printf '    [%s] mmcv-full ops compiled: %s translation units, %ss elapsed\n' \
       "$(date +%H:%M:%S)" "${PROGRESS:-0/?}" "$(( $(date +%s) - step_start ))"
   done
@@ -121,6 +125,7 @@ else
     tail -n 40 "$LOG" >&2
     die "mmcv-full build failed; full log: $LOG"
   fi
+  trap - EXIT
   mkdir -p "$WHEEL_DIR"
   cp "$BUILD_ROOT"/dist/mmcv_full-*.whl "$WHEEL_DIR/"
   rm -rf "$BUILD_ROOT"

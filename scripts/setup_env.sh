@@ -88,7 +88,7 @@ WHEEL_DIR="$CACHE/wheels/mmcv-full-${MMCV_VERSION}_torch-${TORCH_VERSION}_${PYTA
 if ls "$WHEEL_DIR"/mmcv_full-*.whl >/dev/null 2>&1; then
   step "mmcv-full $MMCV_VERSION from the wheel cache ($WHEEL_DIR)"
 else
-  step "mmcv-full $MMCV_VERSION: building from sdist with $FLAVOUR ops (cold: ~14 min on 2 cores)"
+  step "mmcv-full $MMCV_VERSION: building from sdist with $FLAVOUR ops (cold: ~12 min on 2 cores)"
   BUILD_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/mmcv-build.XXXXXX")"
   # Fetching the sdist runs its setup.py for metadata, which imports
   # pkg_resources and torch: no build isolation (an isolated build cannot see

@@ -25,8 +25,8 @@ from torch.autograd.function import once_differentiable
 from .fused_inference import conv_bn, is_foldable_norm, is_plain_conv
 
 __all__ = [
-    "NamedChildCaller", "RadixSoftmax", "Radix2WeightedSum", "SplitAttentionConv2d", "is_channels_last", "weighted_sum",
-    "weighted_sum_radix2",
+    "NamedChildCaller", "RadixSoftmax", "Radix2WeightedSum", "SplitAttentionConv2d", "is_channels_last",
+    "weighted_sum", "weighted_sum_radix2",
 ]
 
 
@@ -326,9 +326,8 @@ class Radix2WeightedSum(torch.autograd.Function):
         channels = x.size(1) // 2
         buffer = torch.empty_like(x)  # memory format of x
         # The buffer as a contiguous (batch, pixels, radix, channels) array in the NHWC
-        # case, (batch, radix, channels, pixels) otherwise: the reductions and products
-        # below run on contiguous memory, and out= into a contiguous view also traces
-        # in torch.compile (dynamo rejects non-contiguous out= tensors).
+        # case, (batch, radix, channels, pixels) otherwise: the products and reductions
+        # below run on contiguous memory (and dynamo accepts out= only into such views).
         if is_channels_last(x):
             rows = buffer.permute(0, 2, 3, 1).view(batch, height * width, 2, channels)
             x_rows = x.permute(0, 2, 3, 1).view(batch, height * width, 2, channels)

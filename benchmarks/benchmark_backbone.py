@@ -472,6 +472,7 @@ def run_isolated(argv: List[str], unit: List[str]) -> Tuple[List[str], dict]:
 
 
 def _merge(summary: dict, part: dict) -> None:
+    """Add one unit's raw numbers to ``summary`` (per-section dicts are merged, not replaced)."""
     for section, entries in part.items():
         if isinstance(entries, dict):
             summary.setdefault(section, {}).update(entries)

@@ -1,13 +1,17 @@
-"""Shared pytest set-up: fail loudly when run outside the project venv."""
+"""Shared pytest set-up: fail loudly outside a project venv; collect the installed host's tests.
+
+Layout: ``tests/*.py`` run on both MMPose generations (the core, and tests
+parametrised over the host); ``tests/mmpose0/`` only on the MMPose 0.x stack
+(``make test``), ``tests/mmpose1/`` only on the 1.x stack
+(``make test STACK=mmpose1``). The other host's folder is not collected at
+all (its modules import that host's packages), so nothing is skipped.
+"""
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_ROOT = REPO_ROOT / "tests" / "data" / "coco"
 
 _REQUIRED = ("torch", "mmcv", "mmpose", "resnest_plugin")
 _missing = [name for name in _REQUIRED if importlib.util.find_spec(name) is None]
@@ -16,6 +20,18 @@ if _missing:
         f"missing packages {_missing}: the tests need the project environment. "
         "Run `make test` (it builds .venv with scripts/setup_env.sh), or `make setup` "
         "and then `.venv/bin/python -m pytest tests`.")
+
+from resnest_plugin.hosts import installed_host  # noqa: E402  (after the check above)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT = REPO_ROOT / "tests" / "data" / "coco"
+HOST = installed_host()
+if HOST is None:
+    raise pytest.UsageError("mmpose is not installed: run `make test` (MMPose 0.x) or "
+                            "`make test STACK=mmpose1` (MMPose 1.x)")
+# pytest reads this module-level name: paths (relative to this folder) not to collect.
+collect_ignore_glob = [f"{other}/*" for other in ("mmpose0", "mmpose1") if other != HOST]
+
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -27,7 +27,7 @@ from mmpose.models.backbones import ResNet as MMPoseResNet
 
 import resnest_plugin  # noqa: F401  (registers resnest_plugin.ResNeSt)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 OUR_CONFIG_DIR = REPO_ROOT / "configs" / "top_down" / "resnest" / "coco"
 MMPOSE_CONFIG_DIR = (Path(mmpose.__file__).parent / ".mim" / "configs" / "body" /
                      "2d_kpt_sview_rgb_img" / "topdown_heatmap" / "coco")

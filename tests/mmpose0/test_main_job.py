@@ -22,7 +22,7 @@ import pytest
 
 from resnest_plugin.tools.ap_table import AP_KEYS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_DEMO = REPO_ROOT / "tools" / "run_demo.py"
 IMAGE = "000000196141.jpg"
 

@@ -31,7 +31,7 @@ from resnest_plugin.tools.checkpoint_check import check_checkpoint, main as chec
 from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, mini_coco
 from resnest_plugin.tools.stock_tools import run_stock_script, stock_script
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "configs" / "top_down" / "resnest" / "coco"
 R50 = CONFIG_DIR / "resnest50_coco_256x192.py"
 R101 = CONFIG_DIR / "resnest101_coco_256x192.py"

@@ -17,7 +17,7 @@ from resnest_plugin.models import ARCH_SETTINGS, ResNeSt
 
 from model_helpers import randomise
 
-GOLDEN_DIR = Path(__file__).parent / "golden"
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
 
 
 def eval_forward(model: torch.nn.Module, x: torch.Tensor):

@@ -28,7 +28,7 @@ from mmpose.models import build_posenet
 
 from resnest_plugin.tools.stock_tools import run_stock_script, stock_script
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 POSE_CONFIG = REPO_ROOT / "configs/top_down/resnest/coco/resnest50_coco_256x192.py"
 IMAGE = "000000196141.jpg"
 MAX_BOXES = 5

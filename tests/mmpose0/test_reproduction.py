@@ -33,7 +33,7 @@ from resnest_plugin.tools.comparison import all_within, compare, format_comparis
 from resnest_plugin.tools.model_zoo import MODEL_NAMES, zoo_models
 from resnest_plugin.tools.stock_tools import mmpose_config, run_stock_script, stock_script
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 OUR_CONFIG = REPO_ROOT / "configs/top_down/resnest/coco/resnest50_coco_256x192.py"
 MMPOSE_CONFIG = "body/2d_kpt_sview_rgb_img/topdown_heatmap/coco/resnest50_coco_256x192.py"
 REPRODUCE = REPO_ROOT / "tools" / "reproduce.py"

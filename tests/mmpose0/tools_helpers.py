@@ -26,7 +26,7 @@ __all__ = ["COCO_METRICS", "MMPOSE_TOOLS", "cfg_options_args", "mini_coco_cfg_op
            "parse_coco_metrics", "run_stock_tool", "stock_tool"]
 
 MMPOSE_TOOLS = Path(mmpose.__file__).parent / ".mim" / "tools"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Printed by tools/test.py (``print(f'{k}: {v}')``) from TopDownCocoDataset.evaluate.
 COCO_METRICS = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)",

@@ -24,7 +24,7 @@ from resnest_plugin.models import ResNeSt
 
 from model_helpers import randomise
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = REPO_ROOT / "configs" / "top_down" / "resnest" / "coco" / "resnest50_coco_256x192.py"
 
 

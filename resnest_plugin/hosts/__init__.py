@@ -1,0 +1,73 @@
+"""Which MMPose generation hosts the plugin, and the one-line error for the wrong one.
+
+The architecture and the weight formats (:mod:`resnest_plugin.models`) know
+nothing of MMPose. What differs between MMPose 0.x (mmcv 1.x registries,
+a bare tensor for one ``out_indices``) and MMPose 1.x (mmengine registries,
+``init_cfg``, always a tuple) lives in one small module per host:
+:mod:`resnest_plugin.hosts.mmpose0` and :mod:`resnest_plugin.hosts.mmpose1`.
+``import resnest_plugin`` imports the one that matches the installed
+``mmpose`` (read from its distribution metadata, so nothing heavy is
+imported to decide) and never raises; a config imports its host module
+explicitly, so a config of the other generation fails at once with
+:class:`StackMismatchError`, naming the stack it needs and how to set it up.
+"""
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Optional
+
+from packaging.version import Version
+
+__all__ = ["HOSTS", "SETUP_COMMANDS", "StackMismatchError", "installed_host", "require_host"]
+
+#: Host name -> the MMPose release line it serves.
+HOSTS = {"mmpose0": "MMPose 0.x (mmpose 0.29.0, mmcv-full 1.7.0)",
+         "mmpose1": "MMPose 1.x (mmpose 1.3.2, mmengine 0.10.7, mmcv 2.1.0)"}
+#: Host name -> the command that sets its stack up, and the interpreter it leaves.
+SETUP_COMMANDS = {"mmpose0": ("make setup", ".venv/bin/python"),
+                  "mmpose1": ("make setup STACK=mmpose1", ".venv-mmpose1/bin/python")}
+
+
+class StackMismatchError(RuntimeError):
+    """A config or module of one MMPose generation was used on the other (or on none)."""
+
+
+def installed_mmpose_version() -> Optional[Version]:
+    """Return the installed ``mmpose`` distribution's version, or ``None`` if absent."""
+    try:
+        return Version(metadata.version("mmpose"))
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def installed_host() -> Optional[str]:
+    """Return ``"mmpose0"`` or ``"mmpose1"`` for the installed MMPose, ``None`` without one."""
+    version = installed_mmpose_version()
+    if version is None:
+        return None
+    return "mmpose0" if version.major == 0 else "mmpose1"
+
+
+def require_host(host: str, what: str) -> None:
+    """Raise unless ``host`` is the installed MMPose generation.
+
+    Args:
+        host: ``"mmpose0"`` or ``"mmpose1"``.
+        what: What needs it, for the message (e.g. ``"this config"``).
+
+    Raises:
+        ValueError: ``host`` is not a known host name.
+        StackMismatchError: Another generation (or no MMPose) is installed;
+            the one-line message names the stack needed and its set-up command.
+    """
+    if host not in HOSTS:
+        raise ValueError(f"host {host!r} not understood: expected one of {sorted(HOSTS)}")
+    installed = installed_host()
+    if installed == host:
+        return
+    version = installed_mmpose_version()
+    have = f"mmpose {version} is installed" if version else "mmpose is not installed"
+    command, python = SETUP_COMMANDS[host]
+    raise StackMismatchError(
+        f"{what} needs {HOSTS[host]}, but {have} in this interpreter: set that stack up with "
+        f"`{command}` and run with {python}")

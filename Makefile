@@ -1,9 +1,20 @@
 # resnest_plugin developer commands. The README's two commands:
 #   make demo   set up the environment, then run the main job on the bundled data
 #   make test   set up the environment if needed, then run the test suite
+# Both serve the MMPose 0.x stack (.venv), the default. The MMPose 1.x stack
+# (.venv-mmpose1) is chosen with STACK=mmpose1: `make setup STACK=mmpose1`,
+# `make test STACK=mmpose1`, `make test-slow STACK=mmpose1`, `make bench STACK=mmpose1`.
+STACK ?= mmpose0
+ifeq ($(STACK),mmpose0)
 VENV ?= .venv
+else ifeq ($(STACK),mmpose1)
+VENV ?= .venv-mmpose1
+else
+$(error STACK=$(STACK) not understood: expected mmpose0 (MMPose 0.x, the default) or mmpose1 (MMPose 1.x))
+endif
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+export STACK VENV
 
 .PHONY: setup demo smoke test test-slow test-all bench reproduce clean-venv
 
@@ -11,7 +22,7 @@ setup:
 	bash scripts/setup_env.sh
 
 smoke: setup
-	$(PY) scripts/smoke_check.py
+	$(PY) scripts/smoke_check.py --stack $(STACK)
 
 demo: setup
 	$(PY) tools/run_demo.py

@@ -1,16 +1,22 @@
-"""resnest_plugin: the ResNeSt backbone for MMPose 0.x as a plugin.
+"""resnest_plugin: the ResNeSt backbone for MMPose 0.x and 1.x as a plugin.
 
-Importing this package applies the version-gated compatibility fixes
-(:mod:`resnest_plugin.compat`) and registers the backbone in MMPose's
-model registry under the scoped name ``resnest_plugin.ResNeSt``, leaving
-MMPose's built-in ``ResNeSt`` untouched, and registers
-``resnest_plugin.CheckedTopDownCocoDataset`` (MMPose's COCO dataset with
-pre-flight checks that name a missing or corrupt file).
+The architecture and the weight formats (:mod:`resnest_plugin.models`) are
+one host-free core. Importing this package imports the host module of the
+installed MMPose generation (:mod:`resnest_plugin.hosts.mmpose0` or
+:mod:`~resnest_plugin.hosts.mmpose1`), which applies that generation's
+version-gated compatibility fixes and registers the backbone under the
+scoped name ``resnest_plugin.ResNeSt`` (MMPose's built-in ``ResNeSt`` stays
+untouched). Without MMPose the core still imports; nothing is registered.
 """
-from . import compat, datasets, models
-from .models import ResNeSt
+from . import hosts, models
 from .version import __version__
 
-__all__ = ["ResNeSt", "__version__", "compat", "datasets", "models"]
+HOST = hosts.installed_host()
+if HOST == "mmpose0":
+    from .hosts.mmpose0 import ResNeSt
+elif HOST == "mmpose1":
+    from .hosts.mmpose1 import ResNeSt
+else:  # no MMPose: the core alone
+    from .models import ResNeSt
 
-compat.apply()
+__all__ = ["HOST", "ResNeSt", "__version__", "hosts", "models"]

@@ -19,12 +19,13 @@ config, hence before this module is imported; launch with ``torchrun``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
-import numpy as np
 import torch
 from packaging.version import Version
+
+from .models.checkpoint_globals import numpy_checkpoint_globals
+from .patching import Patch, applied_names, apply_patches, release
 
 __all__ = ["PATCHES", "Patch", "applied", "apply", "numpy_checkpoint_globals", "original"]
 
@@ -34,40 +35,14 @@ _applied: List[str] = []
 _originals: Dict[str, Any] = {}
 
 
-def _release(version: str) -> Version:
-    """``Version`` of a version string without local / pre-release parts.
-
-    ``2.14.1+cu130`` -> 2.14.1 and ``2.1.0.dev20230416`` -> 2.1.0: nightlies
-    already carry the behaviour of the release they lead up to.
-    """
-    return Version(Version(version).base_version)
-
-
 def _torch_version() -> Version:
-    return _release(torch.__version__)
+    return release(torch.__version__)
 
 
 def _mmcv_version() -> Version:
     import mmcv
 
-    return _release(mmcv.__version__)
-
-
-@dataclass(frozen=True)
-class Patch:
-    """One fix of the installed stack.
-
-    Attributes:
-        name: Short identifier, listed by :func:`applied`.
-        issue: Upstream issue / pull request where the breakage is reported.
-        needed: Returns True when the installed versions have the bug.
-        install: Applies the fix; only called when ``needed()`` is True.
-    """
-
-    name: str
-    issue: str
-    needed: Callable[[], bool]
-    install: Callable[[], None]
+    return release(mmcv.__version__)
 
 
 # --- a. torch.load(weights_only=True) vs numpy scalars in mmcv checkpoint meta ---------------
@@ -83,35 +58,6 @@ class Patch:
 # ``multiarray.scalar`` constructor, ``numpy.dtype`` and the dtype classes of
 # numpy >= 1.25 (``numpy.dtypes.Float64DType``...). Object dtypes are not
 # listed, and every other class stays refused.
-
-_PLAIN_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                 "float16", "float32", "float64")
-
-
-def numpy_checkpoint_globals() -> List[Union[Callable[..., Any], Tuple[Callable[..., Any], str]]]:
-    """The numpy globals a pickled numpy scalar of a plain dtype refers to.
-
-    Returns:
-        Entries for ``torch.serialization.add_safe_globals``. The scalar
-        constructor is listed under both its numpy 1 and numpy 2 module paths
-        (``numpy.core`` became ``numpy._core``), so checkpoints written under
-        either numpy load under either.
-    """
-    if Version(np.__version__) >= Version("2"):
-        from numpy._core.multiarray import scalar
-    else:  # numpy 1.x; ``numpy.core`` is a deprecated alias in numpy 2
-        from numpy.core.multiarray import scalar
-    entries: List[Union[Callable[..., Any], Tuple[Callable[..., Any], str]]] = [
-        (scalar, "numpy.core.multiarray.scalar"),
-        (scalar, "numpy._core.multiarray.scalar"),
-        np.dtype,
-    ]
-    # numpy >= 1.25: every dtype instance is of a per-type class (numpy.dtypes.*)
-    # that the pickle names; before 1.25 type(np.dtype(...)) is np.dtype itself.
-    dtype_classes = {type(np.dtype(name)) for name in _PLAIN_DTYPES} - {np.dtype}
-    entries.extend(sorted(dtype_classes, key=lambda cls: cls.__name__))
-    return entries
-
 
 def _torch_load_refuses_numpy_scalars() -> bool:
     return _torch_version() >= Version("2.6")
@@ -235,16 +181,12 @@ def apply() -> Tuple[str, ...]:
     Returns:
         Names of all patches active in this process, in :data:`PATCHES` order.
     """
-    for patch in PATCHES:
-        if patch.name not in _applied and patch.needed():
-            patch.install()
-            _applied.append(patch.name)
-    return applied()
+    return apply_patches(PATCHES, _applied)
 
 
 def applied() -> Tuple[str, ...]:
     """Names of the patches applied so far in this process."""
-    return tuple(p.name for p in PATCHES if p.name in _applied)
+    return applied_names(PATCHES, _applied)
 
 
 def original(name: str) -> Any:

@@ -1,34 +1,19 @@
-"""Scoped child registries under MMPose's: the plugin's names never clash.
+"""The plugin's registries, for whichever MMPose generation is installed.
 
-MMPose 0.x already registers its own ``ResNeSt`` (since v0.10); registering
-the same name raises ``KeyError``, and ``force=True`` would silently replace
-MMPose's for every config. mmcv 1.x registries have scopes instead: a child
-registry with scope ``resnest_plugin`` under one of MMPose's registries is
-reached from any MMPose config by ``type='resnest_plugin.<Name>'``, while
-MMPose's own names keep building MMPose's classes.
+``MODELS`` (and ``DATASETS``) are the ``resnest_plugin``-scoped children of
+MMPose's registries, made by the host module. This module's name matters on
+MMPose 1.x: for a ``type='resnest_plugin.ResNeSt'`` lookup mmengine imports
+``resnest_plugin.registry`` by itself (``Registry.get`` ->
+``import_module(f'{scope}.registry')``), so such a config builds even
+without ``custom_imports``.
 """
 from __future__ import annotations
 
-from mmcv.utils import Registry
+from .hosts import SCOPE, installed_host
 
-__all__ = ["SCOPE", "child_registry"]
+__all__ = ["DATASETS", "MODELS", "SCOPE"]
 
-SCOPE = "resnest_plugin"
-
-
-def child_registry(parent: Registry) -> Registry:
-    """Return the ``resnest_plugin``-scoped child of ``parent``, creating it once.
-
-    mmcv asserts that a scope is added to a parent only once, so a second
-    creation (e.g. after ``importlib.reload``) reuses the existing child.
-
-    Args:
-        parent: One of MMPose's registries (``MODELS``, ``DATASETS``).
-
-    Returns:
-        The child registry, named like its parent.
-    """
-    existing = parent.children.get(SCOPE)
-    if existing is not None:
-        return existing
-    return Registry(parent.name, parent=parent, scope=SCOPE)
+if installed_host() == "mmpose1":
+    from .hosts.mmpose1 import DATASETS, MODELS
+else:
+    from .hosts.mmpose0 import DATASETS, MODELS

@@ -1,35 +1,57 @@
 #!/usr/bin/env bash
-# One-command set-up of resnest_plugin's environment (the pinned MMPose 0.x
-# stack on Python 3.11 + torch 2.14.1).
+# One-command set-up of resnest_plugin's environment, for either MMPose generation:
 #
-# Creates $VENV (default: <repo>/.venv) with torch/torchvision, mmcv-full 1.7.0
-# built from its sdist with compiled ops, mmpose 0.29.0, mmdet 2.28.2,
-# xtcocotools and the test tools, then installs this plugin in editable mode.
-# Every pip call uses requirements/constraints.txt.
+#   STACK=mmpose0 (default)  .venv         MMPose 0.29.0 + mmcv-full 1.7.0 + mmdet 2.28.2
+#   STACK=mmpose1            .venv-mmpose1 MMPose 1.3.2 + mmengine 0.10.7 + mmcv 2.1.0 + mmdet 3.3.0
 #
-# The mmcv-full wheel is cached outside the clone, keyed by mmcv version,
-# torch version, Python tag and ops flavour, so a second set-up on the same
-# machine only installs it (STACK.md: the cold build is ~14 min on 2 cores).
+# Both on Python 3.11 + torch 2.14.1. Creates the venv with torch/torchvision,
+# mmcv(-full) built from its sdist with compiled ops, the OpenMMLab packages
+# (--no-deps: no chumpy), xtcocotools and the test tools, then installs this
+# plugin in editable mode. Every pip call uses the stack's one constraints file
+# (requirements/constraints.txt, requirements/mmpose1/constraints.txt).
+#
+# The mmcv wheel is cached outside the clone, keyed by mmcv distribution and
+# version, torch version, Python tag and ops flavour, so a second set-up on the
+# same machine only installs it (the cold build is ~12 min on 2 AVX-512 cores).
 #
 # Idempotent: a stamp in the venv records the hash of the requirement files;
-# when it matches and the smoke import passes, nothing is reinstalled.
+# when it matches and the smoke check passes, nothing is reinstalled.
 #
 # Environment:
-#   VENV=path              where to create the virtualenv (default .venv)
+#   STACK=mmpose0|mmpose1  which MMPose generation (default mmpose0)
+#   VENV=path              where to create the virtualenv (default per stack, above)
 #   PYTHON=python3.11      interpreter for the venv (default python3)
-#   FORCE_CUDA=1           build mmcv-full's CUDA ops too (needs nvcc)
-#   MAX_JOBS=N             parallel compile jobs for mmcv-full (default: nproc)
+#   FORCE_CUDA=1           build mmcv's CUDA ops too (needs nvcc)
+#   MAX_JOBS=N             parallel compile jobs for mmcv (default: nproc)
 #   RESNEST_PLUGIN_CACHE   wheel cache (default ~/.cache/resnest_plugin)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${VENV:-$REPO/.venv}"
-PYTHON="${PYTHON:-python3}"
-CONSTRAINTS="$REPO/requirements/constraints.txt"
-CACHE="${RESNEST_PLUGIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/resnest_plugin}"
-MMCV_VERSION="1.7.0"
+STACK="${STACK:-mmpose0}"
 TORCH_VERSION="2.14.1"
 TORCHVISION_VERSION="0.29.1"
+# Per stack: venv, requirement folder, the mmcv distribution to build, the C++
+# standard flag its setup.py hard-codes (torch 2.14's headers need C++20 and
+# torch adds its own flag only when none is given: mmcv#3341), the number of
+# CPU translation units (progress), and the OpenMMLab packages (--no-deps).
+case "$STACK" in
+  mmpose0)
+    DEFAULT_VENV="$REPO/.venv"; REQ="$REPO/requirements"
+    MMCV_DIST="mmcv-full"; MMCV_VERSION="1.7.0"; MMCV_STD="c++14"; MMCV_UNITS=72
+    OPENMMLAB=("mmpose==0.29.0" "mmdet==2.28.2") ;;
+  mmpose1)
+    DEFAULT_VENV="$REPO/.venv-mmpose1"; REQ="$REPO/requirements/mmpose1"
+    MMCV_DIST="mmcv"; MMCV_VERSION="2.1.0"; MMCV_STD="c++17"; MMCV_UNITS=77
+    OPENMMLAB=("mmengine==0.10.7" "mmpose==1.3.2" "mmdet==3.3.0") ;;
+  *) printf '[setup] ERROR: STACK=%s not understood: expected mmpose0 (MMPose 0.x, the default) or mmpose1 (MMPose 1.x)\n' "$STACK" >&2
+     exit 2 ;;
+esac
+VENV="${VENV:-$DEFAULT_VENV}"
+PYTHON="${PYTHON:-python3}"
+CONSTRAINTS="$REQ/constraints.txt"
+CACHE="${RESNEST_PLUGIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/resnest_plugin}"
+# The wheel file name uses underscores (mmcv_full-1.7.0-..., mmcv-2.1.0-...).
+MMCV_WHEEL_NAME="${MMCV_DIST//-/_}"
 T_START=$(date +%s)
 
 step_start=0
@@ -47,13 +69,14 @@ fi
 
 # --- idempotence stamp -----------------------------------------------------
 stamp_hash() {
-  cat "$CONSTRAINTS" "$REPO"/requirements/*.txt "$REPO/setup.py" "$REPO/scripts/setup_env.sh" \
+  cat "$CONSTRAINTS" "$REQ"/*.txt "$REPO/requirements/tests.txt" "$REPO/setup.py" \
+    "$REPO/scripts/setup_env.sh" "$REPO/scripts/smoke_check.py" \
     | sha256sum | cut -c1-16
 }
 STAMP="$VENV/.resnest_plugin_setup"
-WANT="$(stamp_hash) cuda=${FORCE_CUDA:-0}"
+WANT="$(stamp_hash) stack=$STACK cuda=${FORCE_CUDA:-0}"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] \
-   && "$VENV/bin/python" "$REPO/scripts/smoke_check.py" --quiet; then
+   && "$VENV/bin/python" "$REPO/scripts/smoke_check.py" --stack "$STACK" --quiet; then
   echo "[setup] environment in $VENV is up to date (stamp $WANT); nothing to do."
   exit 0
 fi
@@ -63,6 +86,7 @@ fi
 PIP() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@" -c "$CONSTRAINTS"; }
 PIP_INSTALL() { PIP install --no-compile "$@"; }
 
+echo "[setup] stack $STACK -> $VENV (pins: ${CONSTRAINTS#$REPO/})"
 step "virtualenv $VENV (Python $PYVER)"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP_INSTALL -q "setuptools" wheel
@@ -72,35 +96,38 @@ step "torch $TORCH_VERSION + torchvision $TORCHVISION_VERSION"
 PIP_INSTALL -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 step_done
 
-step "runtime dependencies of mmcv-full / mmpose / mmdet (requirements/runtime.txt)"
-PIP_INSTALL -q -r "$REPO/requirements/runtime.txt"
+step "runtime dependencies of the OpenMMLab packages (${REQ#$REPO/}/runtime.txt)"
+PIP_INSTALL -q -r "$REQ/runtime.txt"
 step_done
 
-# --- mmcv-full with compiled ops --------------------------------------------
+# --- mmcv(-full) with compiled ops --------------------------------------------
 FLAVOUR=cpu
 if [ "${FORCE_CUDA:-0}" = "1" ]; then
   command -v nvcc >/dev/null || die "FORCE_CUDA=1 but nvcc is not on PATH; install the CUDA toolkit or unset FORCE_CUDA"
   FLAVOUR="cuda$(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
 fi
 PYTAG=$("$VENV/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-WHEEL_DIR="$CACHE/wheels/mmcv-full-${MMCV_VERSION}_torch-${TORCH_VERSION}_${PYTAG}_${FLAVOUR}"
+WHEEL_DIR="$CACHE/wheels/${MMCV_DIST}-${MMCV_VERSION}_torch-${TORCH_VERSION}_${PYTAG}_${FLAVOUR}"
 
-if ls "$WHEEL_DIR"/mmcv_full-*.whl >/dev/null 2>&1; then
-  step "mmcv-full $MMCV_VERSION from the wheel cache ($WHEEL_DIR)"
+if ls "$WHEEL_DIR"/"$MMCV_WHEEL_NAME"-*.whl >/dev/null 2>&1; then
+  step "$MMCV_DIST $MMCV_VERSION from the wheel cache ($WHEEL_DIR)"
 else
-  step "mmcv-full $MMCV_VERSION: building from sdist with $FLAVOUR ops (cold: ~12 min on 2 cores)"
+  step "$MMCV_DIST $MMCV_VERSION: building from sdist with $FLAVOUR ops (cold: ~12 min on 2 cores)"
   BUILD_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/mmcv-build.XXXXXX")"
   # Fetching the sdist runs its setup.py for metadata, which imports
   # pkg_resources and torch: no build isolation (an isolated build cannot see
   # torch and silently skips the ops).
-  PIP download -q --no-deps --no-build-isolation --no-binary mmcv-full \
-      "mmcv-full==$MMCV_VERSION" -d "$BUILD_ROOT"
-  tar -xzf "$BUILD_ROOT"/mmcv-full-"$MMCV_VERSION".tar.gz -C "$BUILD_ROOT"
-  SRC="$BUILD_ROOT/mmcv-full-$MMCV_VERSION"
-  # torch >= 2.13 headers need C++17, torch 2.14 headers C++20, but mmcv-full
-  # 1.7.0's setup.py appends -std=c++14 after torch's flags (mmcv#3341).
+  PIP download -q --no-deps --no-build-isolation --no-binary "$MMCV_DIST" \
+      "$MMCV_DIST==$MMCV_VERSION" -d "$BUILD_ROOT"
+  tar -xzf "$BUILD_ROOT/$MMCV_DIST-$MMCV_VERSION.tar.gz" -C "$BUILD_ROOT"
+  SRC="$BUILD_ROOT/$MMCV_DIST-$MMCV_VERSION"
+  # torch 2.14's headers need C++20, but mmcv's setup.py hard-codes an older
+  # standard (1.7.0: -std=c++14, 2.1.0: -std=c++17 at the C++ and nvcc sites)
+  # after torch's flags (mmcv#3341, PR #3340).
+  grep -q -- "-std=$MMCV_STD" "$SRC/setup.py" || die "no -std=$MMCV_STD in $SRC/setup.py to patch"
   sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
-  grep -q 'std=c++20' "$SRC/setup.py" || die "could not patch the C++ standard in $SRC/setup.py"
+  ! grep -q -e '-std=c++14' -e '-std=c++17' "$SRC/setup.py" \
+    || die "could not patch the C++ standard in $SRC/setup.py"
   LOG="$BUILD_ROOT/build.log"
   echo "    source: $SRC; log: $LOG"
   (
@@ -114,28 +141,31 @@ else
   trap 'kill "$BUILD_PID" 2>/dev/null || true' EXIT
   while kill -0 "$BUILD_PID" 2>/dev/null; do
     sleep 30
-    # ninja prints "[done/total]" per translation unit (72 for the CPU ops). Before
+    # ninja prints "[done/total]" per translation unit ($MMCV_UNITS CPU ops). Before
     # the first one, grep finds nothing and fails: "|| true", or set -e (with
     # pipefail) would end the script while the build goes on in the background.
     PROGRESS=$(grep -o '^ *\[[0-9]*/[0-9]*\]' "$LOG" 2>/dev/null | tail -n 1 | tr -d ' []' || true)
-    printf '    [%s] mmcv-full ops compiled: %s translation units, %ss elapsed\n' \
-      "$(date +%H:%M:%S)" "${PROGRESS:-0/?}" "$(( $(date +%s) - step_start ))"
+    printf '    [%s] %s ops compiled: %s translation units, %ss elapsed\n' \
+      "$(date +%H:%M:%S)" "$MMCV_DIST" "${PROGRESS:-0/$MMCV_UNITS}" "$(( $(date +%s) - step_start ))"
   done
   if ! wait "$BUILD_PID"; then
     tail -n 40 "$LOG" >&2
-    die "mmcv-full build failed; full log: $LOG"
+    die "$MMCV_DIST build failed; full log: $LOG"
   fi
   trap - EXIT
   mkdir -p "$WHEEL_DIR"
-  cp "$BUILD_ROOT"/dist/mmcv_full-*.whl "$WHEEL_DIR/"
+  # An isolated or misconfigured build silently skips the ops: refuse a wheel without mmcv/_ext.
+  python3 -m zipfile -l "$BUILD_ROOT"/dist/"$MMCV_WHEEL_NAME"-*.whl | grep -q 'mmcv/_ext' \
+    || die "the $MMCV_DIST wheel has no compiled ops (mmcv/_ext); log: $LOG"
+  cp "$BUILD_ROOT"/dist/"$MMCV_WHEEL_NAME"-*.whl "$WHEEL_DIR/"
   rm -rf "$BUILD_ROOT"
   echo "    cached $(ls "$WHEEL_DIR") in $WHEEL_DIR"
 fi
-PIP_INSTALL -q --no-deps --force-reinstall "$WHEEL_DIR"/mmcv_full-*.whl
+PIP_INSTALL -q --no-deps --force-reinstall "$WHEEL_DIR"/"$MMCV_WHEEL_NAME"-*.whl
 step_done
 
-step "mmpose 0.29.0 + mmdet 2.28.2 (--no-deps: their real deps are in runtime.txt; no chumpy)"
-PIP_INSTALL -q --no-deps "mmpose==0.29.0" "mmdet==2.28.2"
+step "${OPENMMLAB[*]} (--no-deps: their real deps are in ${REQ#$REPO/}/runtime.txt; no chumpy)"
+PIP_INSTALL -q --no-deps "${OPENMMLAB[@]}"
 step_done
 
 step "test / benchmark tools (requirements/tests.txt)"
@@ -147,7 +177,7 @@ PIP_INSTALL -q --no-deps --no-build-isolation -e "$REPO"
 step_done
 
 step "smoke check"
-"$VENV/bin/python" "$REPO/scripts/smoke_check.py"
+"$VENV/bin/python" "$REPO/scripts/smoke_check.py" --stack "$STACK"
 step_done
 
 echo "$WANT" > "$STAMP"

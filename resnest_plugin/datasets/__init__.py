@@ -1,8 +1,4 @@
-"""Datasets of resnest_plugin, registered in MMPose's dataset registry on import."""
-from .checked_coco import CheckedTopDownCocoDataset
-from .registry import DATASETS, SCOPE
+"""Datasets of resnest_plugin for MMPose 0.x (registered by :mod:`resnest_plugin.hosts.mmpose0`)."""
+from .checked_coco import CheckedTopDownCocoDataset, DataPipelineError
 
-if "CheckedTopDownCocoDataset" not in DATASETS.module_dict:  # a reload must not register twice
-    DATASETS.register_module(name="CheckedTopDownCocoDataset", module=CheckedTopDownCocoDataset)
-
-__all__ = ["CheckedTopDownCocoDataset", "DATASETS", "SCOPE"]
+__all__ = ["CheckedTopDownCocoDataset", "DataPipelineError"]

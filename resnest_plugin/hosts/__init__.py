@@ -18,7 +18,11 @@ from typing import Optional
 
 from packaging.version import Version
 
-__all__ = ["HOSTS", "SETUP_COMMANDS", "StackMismatchError", "installed_host", "require_host"]
+__all__ = ["HOSTS", "SCOPE", "SETUP_COMMANDS", "StackMismatchError", "installed_host",
+           "require_host"]
+
+#: The scope of the plugin's child registries: configs say ``type='resnest_plugin.ResNeSt'``.
+SCOPE = "resnest_plugin"
 
 #: Host name -> the MMPose release line it serves.
 HOSTS = {"mmpose0": "MMPose 0.x (mmpose 0.29.0, mmcv-full 1.7.0)",

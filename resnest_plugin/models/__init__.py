@@ -1,12 +1,14 @@
-"""Models of resnest_plugin, registered in MMPose's registry on import."""
-from .registry import MODELS, SCOPE
-from .resnest import ARCH_SETTINGS, ResNeSt, ResNeStBottleneck
+"""The host-free core: split attention, bottleneck, backbone, arch table, weight formats.
+
+Nothing here imports MMPose or a registry; the hosts
+(:mod:`resnest_plugin.hosts`) register :class:`ResNeSt` with the installed
+MMPose generation.
+"""
+from .arch import ARCH_SETTINGS, ResNeStArch
+from .resnest import ResNeSt, ResNeStBottleneck
 from .split_attention import RadixSoftmax, SplitAttentionConv2d
 
-if "ResNeSt" not in MODELS.module_dict:  # a reload must not register twice
-    MODELS.register_module(name="ResNeSt", module=ResNeSt)
-
 __all__ = [
-    "ARCH_SETTINGS", "MODELS", "SCOPE", "RadixSoftmax", "ResNeSt", "ResNeStBottleneck",
+    "ARCH_SETTINGS", "RadixSoftmax", "ResNeSt", "ResNeStArch", "ResNeStBottleneck",
     "SplitAttentionConv2d",
 ]

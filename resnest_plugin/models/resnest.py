@@ -1,4 +1,4 @@
-"""ResNeSt backbone for MMPose 0.x: bottleneck, arch table, backbone.
+"""ResNeSt backbone: bottleneck and backbone (the host-free core; arch table in :mod:`.arch`).
 
 Provenance:
     Paper: Zhang et al., "ResNeSt: Split-Attention Networks", arXiv 2004.08955
@@ -13,42 +13,23 @@ Provenance:
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence
 
 import torch
 import torch.utils.checkpoint as cp
-from mmcv.cnn import build_conv_layer, build_norm_layer, constant_init, kaiming_init
+# mmcv's layer builders (the same in mmcv 1.7 and 2.1) give MMPose's norm names
+# and accept its conv_cfg / norm_cfg; no registry of MMPose is touched.
+from mmcv.cnn import build_conv_layer, build_norm_layer
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .arch import ARCH_SETTINGS, ResNeStArch
 from .fused_inference import conv_bn, is_foldable_norm, is_plain_conv, use_fused_inference
+from .initialisers import constant_init, kaiming_init
 from .split_attention import NamedChildCaller, SplitAttentionConv2d, is_channels_last
+from .weights import load_pretrained
 
 __all__ = ["ARCH_SETTINGS", "ResNeStArch", "ResNeStBottleneck", "ResNeSt"]
-
-
-@dataclass(frozen=True)
-class ResNeStArch:
-    """Per-depth facts of a ResNeSt.
-
-    Attributes:
-        stage_blocks: Number of bottlenecks in each of the four stages.
-        stem_channels: Output width of the deep stem in the ImageNet models
-            of the paper / official release / timm / mmcls.
-    """
-
-    stage_blocks: Tuple[int, int, int, int]
-    stem_channels: int
-
-
-# Stage depths: arXiv 2004.08955 Table 7 / official resnest.torch.
-ARCH_SETTINGS = {
-    50: ResNeStArch((3, 4, 6, 3), stem_channels=64),
-    101: ResNeStArch((3, 4, 23, 3), stem_channels=128),
-    200: ResNeStArch((3, 24, 36, 3), stem_channels=128),
-    269: ResNeStArch((3, 30, 48, 8), stem_channels=128),
-}
 
 
 class ResNeStBottleneck(NamedChildCaller):
@@ -467,8 +448,6 @@ class ResNeSt(nn.Module):
                     if isinstance(module, ResNeStBottleneck):
                         constant_init(module.norm3, 0)
         elif isinstance(pretrained, str):
-            from .weights import load_pretrained  # local: weights imports this module
-
             load_pretrained(self, pretrained)
         else:
             raise TypeError(f"pretrained must be a str or None, got {type(pretrained).__name__}")

@@ -54,7 +54,7 @@ Loading: files are read with ``torch.load(weights_only=True)``; a pickle
 that needs any other global is refused (:class:`UnsafeCheckpointError`),
 never retried with ``weights_only=False``. The only extra globals allowed
 are those of numpy scalars of plain numeric/bool dtypes
-(:func:`resnest_plugin.compat.numpy_checkpoint_globals`), which MMPose
+(:func:`resnest_plugin.models.checkpoint_globals.numpy_checkpoint_globals`), which MMPose
 training writes into ``meta`` (``hook_msgs.best_score`` with
 ``save_best='AP'``); they are plain data and cannot run code.
 """
@@ -76,8 +76,9 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from ..compat import numpy_checkpoint_globals
-from .resnest import ARCH_SETTINGS
+from .arch import ARCH_SETTINGS
+from .checkpoint_globals import numpy_checkpoint_globals
+from .host_services import host_services
 
 __all__ = [
     "CheckpointLoadWarning", "CheckpointMismatchError", "FORMATS", "LoadReport", "depth_of",
@@ -232,8 +233,9 @@ def _listing(items: Sequence[Any]) -> str:
 def resolve_checkpoint(checkpoint: str) -> Path:
     """Turn a checkpoint name into a local file, downloading URLs once.
 
-    ``mmcls://NAME`` and ``open-mmlab://NAME`` are looked up in mmcv's model
-    zoo tables, as ``mmcv.runner.load_checkpoint`` does. URLs are cached in
+    ``mmcls://NAME`` and ``open-mmlab://NAME`` are looked up in the host's
+    model-zoo tables (mmcv's or mmengine's, :mod:`.host_services`), as their
+    ``load_checkpoint`` does. URLs are cached in
     ``<torch.hub.get_dir()>/checkpoints`` - the folder mmcv and torch.hub use -
     so a file downloaded by either is reused. In distributed runs rank 0
     downloads while the others wait (mmcv's ``load_from_http``).
@@ -249,19 +251,14 @@ def resolve_checkpoint(checkpoint: str) -> Path:
         ValueError: For an unknown ``scheme://`` or model-zoo name.
         FileNotFoundError: If a local path does not exist.
     """
+    services = host_services()
     if checkpoint.startswith("mmcls://"):
-        from mmcv.runner.checkpoint import get_mmcls_models
-
-        return _download(_zoo_url(checkpoint, "mmcls://", get_mmcls_models()))
+        return _download(_zoo_url(checkpoint, "mmcls://", services.model_zoo("mmcls")))
     if checkpoint.startswith(("open-mmlab://", "openmmlab://")):
-        from mmcv.runner.checkpoint import get_external_models
-
         prefix = checkpoint.split("://")[0] + "://"
-        url = _zoo_url(checkpoint, prefix, get_external_models())
-        if not url.startswith(("http://", "https://")):  # mmcv: a path under MMCV_HOME
-            from mmcv.runner.checkpoint import _get_mmcv_home
-
-            return resolve_checkpoint(os.path.join(_get_mmcv_home(), url))
+        url = _zoo_url(checkpoint, prefix, services.model_zoo("open-mmlab"))
+        if not url.startswith(("http://", "https://")):  # mmcv / mmengine: a path under their home
+            return resolve_checkpoint(os.path.join(services.zoo_home(), url))
         return _download(url)
     if checkpoint.startswith(("http://", "https://")):
         return _download(checkpoint)
@@ -279,17 +276,26 @@ def _zoo_url(checkpoint: str, prefix: str, urls: Mapping[str, str]) -> str:
     name = checkpoint[len(prefix):]
     if name not in urls:
         known = sorted(key for key in urls if "resnest" in key)
-        raise ValueError(f"unknown model {checkpoint!r}: mmcv's {prefix} table has no {name!r} "
+        raise ValueError(f"unknown model {checkpoint!r}: the host's {prefix} table has no {name!r} "
                          f"(ResNeSt entries: {known})")
     return urls[name]
 
 
-def _download(url: str) -> Path:
-    from mmcv.runner import get_dist_info
+def _dist_info() -> Tuple[int, int]:
+    """``(rank, world_size)`` of the default process group; ``(0, 1)`` outside one.
 
+    What mmcv's and mmengine's ``get_dist_info`` return, read from torch directly.
+    """
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _download(url: str) -> Path:
     # Same cache file as mmcv's load_url / torch.hub.load_state_dict_from_url.
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-    rank, world_size = get_dist_info()
+    rank, world_size = _dist_info()
     if rank == 0 and not cached.is_file():
         cached.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(url, str(cached), progress=True)
@@ -304,7 +310,7 @@ def read_checkpoint(path: Union[str, Path]) -> Any:
     """``torch.load`` a checkpoint file on CPU with ``weights_only=True``.
 
     Tensors, containers and numpy scalars of plain numeric/bool dtypes
-    (:func:`resnest_plugin.compat.numpy_checkpoint_globals`) load; any other
+    (:func:`resnest_plugin.models.checkpoint_globals.numpy_checkpoint_globals`) load; any other
     pickled global is refused.
 
     Args:
@@ -585,11 +591,7 @@ def _align_downsample(state: Mapping[str, torch.Tensor],
 
 
 def _logger(logger: Optional[logging.Logger]) -> logging.Logger:
-    if logger is not None:
-        return logger
-    from mmpose.utils import get_root_logger
-
-    return get_root_logger()
+    return logger if logger is not None else host_services().logger()
 
 
 def load_pretrained(
@@ -602,7 +604,7 @@ def load_pretrained(
     """Load a ResNeSt checkpoint of any supported format into a backbone.
 
     Tensors whose shapes differ are never copied. Any mismatch is logged at
-    WARNING on MMPose's root logger and raised as a
+    WARNING on the host's logger (MMPose's root logger / MMLogger) and raised as a
     :class:`CheckpointLoadWarning` (``warnings.warn``).
 
     Args:
@@ -618,7 +620,7 @@ def load_pretrained(
             64-channel stem). ``None`` defers to ``model.pretrained_strict``
             when the model has that attribute.
         source: Key format (one of :data:`FORMATS`); ``None`` detects it.
-        logger: Logger for the report; default MMPose's root logger.
+        logger: Logger for the report; default the host's logger.
 
     Returns:
         The :class:`LoadReport`.

@@ -11,7 +11,7 @@ from mmpose.models.backbones import ResNeSt as BuiltinResNeSt
 
 import resnest_plugin
 from resnest_plugin.models import ResNeSt
-from resnest_plugin.models.registry import MODELS, SCOPE
+from resnest_plugin.hosts.mmpose0 import MODELS, SCOPE
 
 
 def test_scoped_type_builds_plugin_and_plain_type_builds_builtin() -> None:
@@ -30,13 +30,14 @@ def test_child_registry_hangs_under_mmpose_models() -> None:
 
 
 def test_reimport_and_reload_do_not_raise_or_duplicate() -> None:
-    importlib.reload(importlib.import_module("resnest_plugin.models.registry"))
-    importlib.reload(importlib.import_module("resnest_plugin.models"))
+    importlib.reload(importlib.import_module("resnest_plugin.hosts.mmpose0"))
+    importlib.reload(importlib.import_module("resnest_plugin.registry"))
     importlib.reload(resnest_plugin)
-    import resnest_plugin.models as models
+    import resnest_plugin.hosts.mmpose0 as host
 
-    assert models.MODELS is mmpose.models.builder.MODELS.children[SCOPE]
-    assert list(models.MODELS.module_dict) == ["ResNeSt"]
+    assert host.MODELS is mmpose.models.builder.MODELS.children[SCOPE]
+    assert list(host.MODELS.module_dict) == ["ResNeSt"]
+    assert list(host.DATASETS.module_dict) == ["CheckedTopDownCocoDataset"]
     assert type(build_backbone(dict(type="resnest_plugin.ResNeSt", depth=50))).__name__ == "ResNeSt"
 
 

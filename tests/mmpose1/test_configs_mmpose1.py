@@ -127,12 +127,13 @@ def _class_node(tree: ast.Module, name: str) -> ast.ClassDef:
     return node
 
 
-def _init_defaults(cls: ast.ClassDef) -> Dict[str, Any]:
+def _init_defaults(cls: ast.ClassDef) -> Dict[str, ast.expr]:
+    """``__init__`` argument name -> its default's expression node."""
     (init,) = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
     args = init.args.args[len(init.args.args) - len(init.args.defaults):]
-    defaults = {a.arg: ast.literal_eval(d) for a, d in zip(args, init.args.defaults)}
-    defaults.update({a.arg: ast.literal_eval(d)
-                     for a, d in zip(init.args.kwonlyargs, init.args.kw_defaults) if d is not None})
+    defaults = dict(zip((a.arg for a in args), init.args.defaults))
+    defaults.update({a.arg: d for a, d in zip(init.args.kwonlyargs, init.args.kw_defaults)
+                     if d is not None})
     return defaults
 
 
@@ -149,7 +150,7 @@ def test_wide_stem_configs_pin_mmpose_default_stem() -> None:
     assert "stem_channels" not in _init_defaults(_class_node(resnest, "ResNeSt"))
     assert [ast.unparse(b) for b in _class_node(resnet, "ResNetV1d").bases] == ["ResNet"]
     assert "stem_channels" not in _init_defaults(_class_node(resnet, "ResNetV1d"))
-    default = _init_defaults(_class_node(resnet, "ResNet"))["stem_channels"]
+    default = ast.literal_eval(_init_defaults(_class_node(resnet, "ResNet"))["stem_channels"])
     assert default == 64, f"MMPose ResNet's default stem_channels is {default}, expected 64"
     for name in CONFIGS:
         backbone = Config.fromfile(str(OUR_CONFIG_DIR / name)).model.backbone

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-__all__ = ["detector_boxes", "draw_skeletons"]
+__all__ = ["detector_boxes", "draw_side_by_side", "draw_skeletons", "ground_truth_people"]
 
 
 def detector_boxes(bbox_file: Path, ann_file: Path, image_name: str, *,
@@ -80,3 +80,74 @@ def draw_skeletons(config: Path, checkpoint: Optional[Path], image_file: Path,
     vis_pose_result(model, str(image_file), pose_results, dataset_info=dataset_info,
                     kpt_score_thr=kpt_thr, show=False, out_file=str(out_file))
     return out_file, pose_results
+
+
+def ground_truth_people(ann_file: Path, image_name: str) -> List[Dict]:
+    """Return one image's annotated people as MMPose pose results (box and keypoints).
+
+    Only people with at least one labelled keypoint, as MMPose's COCO
+    dataset trains on. Unlabelled keypoints get score 0 (not drawn).
+
+    Args:
+        ann_file: COCO keypoint annotations.
+        image_name: The image's ``file_name`` in ``ann_file``.
+
+    Returns:
+        ``[{'bbox': [x, y, w, h, 1.0], 'keypoints': (17, 3) array}, ...]``.
+
+    Raises:
+        ValueError: If ``image_name`` is not in ``ann_file``.
+    """
+    import numpy as np
+
+    with open(ann_file, encoding="utf-8") as handle:
+        coco = json.load(handle)
+    ids = [img["id"] for img in coco["images"] if img["file_name"] == image_name]
+    if not ids:
+        names = sorted(img["file_name"] for img in coco["images"])
+        raise ValueError(f"image {image_name!r} is not in {ann_file}: expected one of {names}")
+    people = []
+    for ann in coco["annotations"]:
+        if ann["image_id"] != ids[0] or ann.get("num_keypoints", 0) == 0:
+            continue
+        keypoints = np.asarray(ann["keypoints"], dtype=np.float32).reshape(-1, 3)
+        keypoints[:, 2] = (keypoints[:, 2] > 0).astype(np.float32)  # visibility 1/2 -> score 1
+        people.append({"bbox": [*ann["bbox"], 1.0], "keypoints": keypoints})
+    return people
+
+
+def draw_side_by_side(config: Path, image_file: Path, ground_truth: List[Dict],
+                      predictions: List[Dict], out_file: Path, *, kpt_thr: float = 0.3) -> Path:
+    """Draw ground truth (left) and predictions (right) of the same people with MMPose's visualiser.
+
+    Args:
+        config: The pose config (for the skeleton and colours of its dataset).
+        image_file: The picture.
+        ground_truth: Output of :func:`ground_truth_people`.
+        predictions: MMPose pose results for the same boxes (:func:`draw_skeletons`).
+        out_file: Where to write the picture.
+        kpt_thr: Predicted keypoints scoring below this are not drawn.
+
+    Returns:
+        ``out_file``.
+    """
+    import cv2
+    import numpy as np
+    from mmcv import Config
+    from mmpose.apis import init_pose_model, vis_pose_result
+    from mmpose.datasets import DatasetInfo
+
+    model = init_pose_model(Config.fromfile(str(config)), None, device="cpu")
+    dataset_info = DatasetInfo(model.cfg.data["test"]["dataset_info"])
+    panels = []
+    for label, people, threshold in (("ground truth", ground_truth, 0.5),
+                                     ("prediction", predictions, kpt_thr)):
+        panel = vis_pose_result(model, str(image_file), people, dataset_info=dataset_info,
+                                kpt_score_thr=threshold, show=False)
+        cv2.putText(panel, label, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 4)
+        cv2.putText(panel, label, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
+        panels.append(panel)
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out_file), np.concatenate(panels, axis=1))
+    return out_file

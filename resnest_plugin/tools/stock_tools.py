@@ -128,6 +128,8 @@ def run_stock_script(script: Path, args: Sequence[str], *, cwd: Optional[Path] =
     full_env.update(env or {})
     lines = []
     start = time.perf_counter()
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     log = open(log_file, "w", encoding="utf-8") if log_file is not None else None
     try:
         with subprocess.Popen(command, cwd=cwd, env=full_env, stdout=subprocess.PIPE,

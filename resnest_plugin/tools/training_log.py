@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence, Tuple
 
-__all__ = ["TrainPoint", "find_log_json", "read_train_log", "plot_loss_curve"]
+__all__ = ["TrainPoint", "find_log_json", "read_train_log", "read_val_log", "plot_loss_curve"]
 
 
 @dataclass(frozen=True)
@@ -89,13 +89,41 @@ def read_train_log(log_json: Path) -> List[TrainPoint]:
     return points
 
 
-def plot_loss_curve(points: List[TrainPoint], out_file: Path, *, title: str) -> Path:
+def read_val_log(log_json: Path, metric: str = "AP") -> List[Tuple[int, float]]:
+    """Return ``(epoch, value)`` of ``metric`` for each evaluation in a mmcv JSON log.
+
+    mmcv's ``EvalHook`` logs one ``mode == 'val'`` line per evaluation, after
+    the epoch it evaluated, with the dataset's metrics (COCO ``AP`` ...).
+
+    Args:
+        log_json: A ``*.log.json`` file.
+        metric: The logged metric to read.
+
+    Returns:
+        One pair per evaluation, in order (empty when the run never evaluated).
+    """
+    marks = []
+    with open(log_json, encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            if entry.get("mode") == "val" and metric in entry:
+                marks.append((int(entry["epoch"]), float(entry[metric])))
+    return marks
+
+
+def plot_loss_curve(points: List[TrainPoint], out_file: Path, *, title: str,
+                    ap_marks: Sequence[Tuple[int, float]] = (), ap_label: str = "AP") -> Path:
     """Plot the training loss (and ``acc_pose`` when logged) against the step, as a PNG.
 
     Args:
         points: Output of :func:`read_train_log`.
         out_file: Where to write the PNG.
         title: Figure title.
+        ap_marks: ``(step, AP)`` evaluations to mark on the accuracy panel
+            (step 0 = before training).
+        ap_label: Legend text of the AP marks.
 
     Returns:
         ``out_file``.
@@ -125,6 +153,8 @@ def plot_loss_curve(points: List[TrainPoint], out_file: Path, *, title: str) -> 
               for i in range(len(losses))]
     loss_ax.plot(steps, smooth, color="tab:red", label=f"mean of the last {window}")
     loss_ax.set_ylabel("training loss")
+    if min(losses) > 0 and max(losses) / min(losses) > 20:
+        loss_ax.set_yscale("log")  # a memorising run falls by orders of magnitude
     loss_ax.set_title(title, fontsize=10)
     loss_ax.grid(alpha=0.3)
     loss_ax.legend()
@@ -132,8 +162,14 @@ def plot_loss_curve(points: List[TrainPoint], out_file: Path, *, title: str) -> 
         acc_ax = axes[1][0]
         acc_ax.plot(steps, [p.values["acc_pose"] for p in points], color="tab:green",
                     marker="o", markersize=3, label="acc_pose (PCK on heatmaps)")
-        acc_ax.set_ylabel("acc_pose")
-        acc_ax.set_ylim(0, 1)
+        if ap_marks:
+            acc_ax.plot([m[0] for m in ap_marks], [m[1] for m in ap_marks], color="tab:purple",
+                        marker="D", markersize=6, label=ap_label)
+            for step, value in ap_marks:
+                acc_ax.annotate(f"{value:.2f}", (step, value), textcoords="offset points",
+                                xytext=(0, 6), ha="center", fontsize=8, color="tab:purple")
+        acc_ax.set_ylabel("acc_pose / AP")
+        acc_ax.set_ylim(0, 1.05)
         acc_ax.grid(alpha=0.3)
         acc_ax.legend()
     axes[-1][0].set_xlabel(f"iteration ({len(points)} logged)")

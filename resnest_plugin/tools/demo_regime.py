@@ -125,6 +125,8 @@ class DemoRegime:
                    "in-training AP on the training people's ground-truth boxes"),
             Option("evaluation.interval", str(self.eval_interval),
                    "AP marks on the loss curve"),
+            Option("model.test_cfg.flip_test", "False",
+                   "the in-training AP as the final ground-truth-box one: no flip test"),
             Option("evaluation.save_best", "None", "no extra 0.3 GB checkpoints"),
         ]
 
@@ -139,7 +141,8 @@ class DemoRegime:
         ]
         if not flip_test:
             options.append(Option("model.test_cfg.flip_test", "False",
-                                  "no flip test: the network never saw a flipped person"))
+                                  "no flip test: the network never saw a flipped person (with "
+                                  "flip: AP 0.77 instead of 0.87 after 150 iterations)"))
         return options
 
 

@@ -139,6 +139,12 @@ def draw_side_by_side(config: Path, image_file: Path, ground_truth: List[Dict],
 
     model = init_pose_model(Config.fromfile(str(config)), None, device="cpu")
     dataset_info = DatasetInfo(model.cfg.data["test"]["dataset_info"])
+    # vis_pose_result draws boxes as x1, y1, x2, y2 (inference_top_down_pose_model
+    # returns them so); the annotations' boxes are x, y, w, h.
+    ground_truth = [{**person, "bbox": [person["bbox"][0], person["bbox"][1],
+                                        person["bbox"][0] + person["bbox"][2],
+                                        person["bbox"][1] + person["bbox"][3], 1.0]}
+                    for person in ground_truth]
     panels = []
     for label, people, threshold in (("ground truth", ground_truth, 0.5),
                                      ("prediction", predictions, kpt_thr)):

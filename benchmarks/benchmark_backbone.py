@@ -400,7 +400,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--child-json", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quick = args.quick
-    args.sections = args.sections or (["forward", "train", "memory", "onnx"] if quick else list(SECTIONS))
+    from resnest_plugin.hosts import installed_host
+
+    # The onnx and tools sections build MMPose 0.x TopDown models / run its tools.
+    host_sections = list(SECTIONS) if installed_host() == "mmpose0" else ["forward", "train", "memory"]
+    if args.sections and set(args.sections) - set(host_sections):
+        parser.error(f"sections {sorted(set(args.sections) - set(host_sections))} need the MMPose "
+                     f"0.x stack; on this one: {host_sections}")
+    args.sections = args.sections or [s for s in host_sections if not quick or s != "tools"]
     args.depths = args.depths or ([50] if quick else [50, 101])
     args.sizes = args.sizes or (["256x192"] if quick else ["256x192", "384x288"])
     args.reps = args.reps or 3

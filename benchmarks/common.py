@@ -111,20 +111,37 @@ class _Features(nn.Module):
         return getattr(self.body, self.call)(x)
 
 
-def _ours(depth: int, with_cp: bool = False) -> nn.Module:
-    import resnest_plugin  # noqa: F401  (registers the backbone)
-    from mmpose.models import build_backbone
+class _LastFeature(nn.Module):
+    """MMPose 1.x backbones return a tuple even for one stage: time the same tensor as on 0.x."""
 
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        out = self.body(x)
+        return out[-1] if isinstance(out, tuple) else out
+
+
+def _host_output(model: nn.Module) -> nn.Module:
+    from resnest_plugin.hosts import installed_host
+
+    return _LastFeature(model) if installed_host() == "mmpose1" else model
+
+
+def _ours(depth: int, with_cp: bool = False) -> nn.Module:
+    import resnest_plugin
+
+    # The class the installed host registers as resnest_plugin.ResNeSt.
     # stem_channels=64: the width of MMPose's built-in and of the released COCO
     # checkpoints, so both implementations compute the same network.
-    return build_backbone(dict(type="resnest_plugin.ResNeSt", depth=depth, stem_channels=64,
-                               with_cp=with_cp))
+    return _host_output(resnest_plugin.ResNeSt(depth=depth, stem_channels=64, with_cp=with_cp))
 
 
 def _mmpose(depth: int, with_cp: bool = False) -> nn.Module:
     from mmpose.models.backbones import ResNeSt
 
-    return ResNeSt(depth=depth, with_cp=with_cp)
+    return _host_output(ResNeSt(depth=depth, with_cp=with_cp))
 
 
 def _timm(depth: int, with_cp: bool = False) -> nn.Module:
@@ -156,7 +173,7 @@ IMPLEMENTATIONS: Dict[str, Callable[..., nn.Module]] = {
 
 DISPLAY_NAMES = {
     "ours": "resnest_plugin ResNeSt-{d}",
-    "mmpose": "MMPose 0.29 built-in ResNeSt-{d}",
+    "mmpose": "MMPose {mmpose} built-in ResNeSt-{d}",
     "timm": "timm {timm}",
     "torchvision": "torchvision ResNet-{d}",
 }
@@ -164,8 +181,10 @@ DISPLAY_NAMES = {
 
 def display_name(impl: str, depth: int) -> str:
     """Human-readable name of an implementation at a depth."""
+    from importlib import metadata
+
     timm_name = {50: "resnest50d", 101: "resnest101e"}.get(depth, "?")
-    return DISPLAY_NAMES[impl].format(d=depth, timm=timm_name)
+    return DISPLAY_NAMES[impl].format(d=depth, timm=timm_name, mmpose=metadata.version("mmpose"))
 
 
 def set_mode(model: nn.Module, training: bool) -> nn.Module:

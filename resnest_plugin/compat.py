@@ -1,9 +1,10 @@
 """Version-gated fixes that let MMPose 0.29 / mmcv 1.7 train and test on modern PyTorch.
 
 MMPose's stock ``tools/train.py`` and ``tools/test.py`` run unchanged; a
-config's ``custom_imports=dict(imports=['resnest_plugin'])`` imports this
-package, and :func:`apply` (called from ``resnest_plugin/__init__.py``)
-patches the few places of the installed mmcv that break on a recent torch.
+config's ``custom_imports=dict(imports=['resnest_plugin.hosts.mmpose0'])`` imports this
+package, and :func:`apply`
+patches the few places of the installed mmcv that break on a recent torch
+(applied by :mod:`resnest_plugin.hosts.mmpose0`).
 Nothing on disk is edited: every fix is an attribute set at import time.
 
 Each :class:`Patch` is applied only when the installed versions have the

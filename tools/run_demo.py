@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from resnest_plugin.tools.ap_table import format_ap_table, parse_test_output
 from resnest_plugin.tools.checkpoint_check import check_checkpoint
 from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, content_problems, mini_coco
-from resnest_plugin.tools.demo_regime import DemoRegime, Option, options_text
+from resnest_plugin.tools.demo_regime import TRAIN_SET, DemoRegime, Option, options_text
 from resnest_plugin.tools.initial_checkpoint import write_initial_checkpoint
 from resnest_plugin.tools.skeletons import (detector_boxes, draw_side_by_side, draw_skeletons,
                                             ground_truth_people)
@@ -51,7 +51,10 @@ from resnest_plugin.tools.training_log import (find_log_json, plot_loss_curve, r
                                                read_val_log)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO_ROOT / "configs/top_down/resnest/coco/resnest50_coco_256x192.py"
+#: Our ResNeSt-50 256x192 recipe with the training set in a RepeatDataset (see the file).
+DEFAULT_CONFIG = REPO_ROOT / "configs/demo/resnest50_coco_overfit_mini.py"
+#: The recipe itself, for ``--checkpoint`` evaluations.
+RECIPE_CONFIG = REPO_ROOT / "configs/top_down/resnest/coco/resnest50_coco_256x192.py"
 DEFAULT_IMAGE = "000000196141.jpg"  # 4 annotated (training) people, 6 detector boxes >= 0.5
 
 OVERFIT_NOTE = (
@@ -86,6 +89,12 @@ def _items(options: Sequence[Option]) -> List[str]:
     return [option.item for option in options]
 
 
+def _data_items(data: CocoFiles) -> List[str]:
+    """The data-path ``--cfg-options`` of the demo config (its train set sits in a RepeatDataset)."""
+    return [item.replace("data.train.", f"{TRAIN_SET}.", 1)
+            for item in cfg_options(data, splits=("train", "val", "test"))]
+
+
 def train(config: Path, data: CocoFiles, work_dir: Path, regime: DemoRegime) -> Path:
     """Train with MMPose's stock ``tools/train.py``; return the last checkpoint.
 
@@ -98,12 +107,12 @@ def train(config: Path, data: CocoFiles, work_dir: Path, regime: DemoRegime) -> 
     Returns:
         Path of the checkpoint written after the last iteration.
     """
-    options = [*cfg_options(data, splits=("train", "val", "test")), *_items(regime.train_options())]
+    options = [*_data_items(data), *_items(regime.train_options())]
     run_stock_script(stock_script("tools/train.py"),
                      [str(config), "--work-dir", str(work_dir), "--seed", str(regime.seed),
                       "--cfg-options", *options],
                      cwd=REPO_ROOT, log_file=work_dir.parent / "train_output.txt")
-    checkpoint = work_dir / f"epoch_{regime.iterations}.pth"
+    checkpoint = work_dir / f"epoch_{regime.epochs}.pth"
     if not checkpoint.is_file():
         raise FileNotFoundError(f"tools/train.py finished but wrote no {checkpoint}")
     return checkpoint
@@ -149,9 +158,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="skip training; evaluate and draw this checkpoint (e.g. a released "
                              "resnest50_coco_256x192-6e65eece_20210320.pth)")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                        help="pose config (default: our ResNeSt-50 256x192); pick the one "
-                             "matching --checkpoint")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="pose config (default: configs/demo/resnest50_coco_overfit_mini.py "
+                             "for training, our ResNeSt-50 256x192 recipe with --checkpoint); "
+                             "pick the one matching --checkpoint")
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT / "tests" / "data" / "coco",
                         help="mini COCO folder (flat layout as in tests/data/coco)")
     parser.add_argument("--image", default=DEFAULT_IMAGE,
@@ -164,6 +174,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.checkpoint is not None and not args.checkpoint.is_file():
         parser.error(f"--checkpoint {args.checkpoint} does not exist: expected a checkpoint "
                      "file (.pth)")
+    if args.config is None:
+        args.config = DEFAULT_CONFIG if args.checkpoint is None else RECIPE_CONFIG
     if not args.config.is_file():
         parser.error(f"--config {args.config} does not exist")
     try:
@@ -234,7 +246,7 @@ def run_overfit(args: argparse.Namespace, data: CocoFiles, out_dir: Path) -> int
                 "training people's ground-truth boxes with tools/test.py")
     start = time.perf_counter()
     initial = write_initial_checkpoint(
-        config, [*cfg_options(data, splits=("train", "val", "test")), *_items(train_options)],
+        config, [*_data_items(data), *_items(train_options)],
         regime.seed, out_dir / "initial" / "initial_weights.pth")
     start_metrics = evaluate(config, initial, data, out_dir / "initial", gt_options)
     timings["initial evaluation"] = time.perf_counter() - start
@@ -250,7 +262,8 @@ def run_overfit(args: argparse.Namespace, data: CocoFiles, out_dir: Path) -> int
     timings["training (tools/train.py, incl. in-training evaluations)"] = time.perf_counter() - start
     log_json = find_log_json(train_dir)
     points = read_train_log(log_json)
-    marks = [(0, start_metrics["AP"]), *read_val_log(log_json)]
+    marks = [(0, start_metrics["AP"]),
+             *((epoch * regime.repeat, value) for epoch, value in read_val_log(log_json))]
     iteration_seconds = sum(p.values.get("time", 0.0) for p in points)
 
     stages.next(f"evaluating {checkpoint.name} on the training people's ground-truth boxes "

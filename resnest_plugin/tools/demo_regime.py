@@ -15,10 +15,18 @@ same run reached AP 0.09 after 200 iterations; at 256x192 one iteration of
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
-__all__ = ["DemoRegime", "Option", "options_text"]
+__all__ = ["DemoRegime", "Option", "TRAIN_SET", "options_text"]
+
+#: Where the training set sits in the demo config (configs/demo/resnest50_coco_overfit_mini.py):
+#: inside a RepeatDataset, so that mmcv's 2 s sleep per epoch is paid once per ``repeat``
+#: iterations instead of once per iteration.
+TRAIN_SET = "data.train.dataset"
+#: Largest number of passes over the 12 people per epoch.
+MAX_REPEAT = 10
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class DemoRegime:
     """The overfitting regime of ``make demo``.
 
     Attributes:
-        iterations: Training iterations (= epochs: the whole set is one batch).
+        iterations: Training iterations (each one batch of all the people).
         people: Annotated people in the training set (the batch size).
         input_size: Network input ``(width, height)``.
         lr: Adam learning rate.
@@ -76,6 +84,18 @@ class DemoRegime:
             raise ValueError(f"eval_interval {self.eval_interval}: expected at least 1")
 
     @property
+    def repeat(self) -> int:
+        """Passes over the people per epoch: the largest divisor of both
+        ``iterations`` and ``eval_interval`` up to :data:`MAX_REPEAT`, so that
+        epochs tile the run and the evaluations fall on epoch ends."""
+        return math.gcd(math.gcd(self.iterations, self.eval_interval), MAX_REPEAT)
+
+    @property
+    def epochs(self) -> int:
+        """``total_epochs`` of the run."""
+        return self.iterations // self.repeat
+
+    @property
     def heatmap_size(self) -> Tuple[int, int]:
         """Heatmap ``(width, height)``: a quarter of the input, as in the recipe."""
         return self.input_size[0] // 4, self.input_size[1] // 4
@@ -86,25 +106,30 @@ class DemoRegime:
         hm_width, hm_height = self.heatmap_size
         options = []
         for split in splits:
+            key = TRAIN_SET if split == "train" else f"data.{split}"
             options += [
-                Option(f"data.{split}.data_cfg.image_size", f"[{width},{height}]",
+                Option(f"{key}.data_cfg.image_size", f"[{width},{height}]",
                        "128x96 instead of 256x192: ~4x fewer MACs per crop, so 2 CPU cores "
                        "train in minutes; 12 people still fill the crops"),
-                Option(f"data.{split}.data_cfg.heatmap_size", f"[{hm_width},{hm_height}]",
+                Option(f"{key}.data_cfg.heatmap_size", f"[{hm_width},{hm_height}]",
                        "a quarter of the input, as in the recipe"),
             ]
         return options
 
     def train_options(self) -> List[Option]:
         """Every ``--cfg-options`` item of the demo's ``tools/train.py`` run."""
-        pipeline = "data.train.pipeline"
+        pipeline = f"{TRAIN_SET}.pipeline"
         return [
             Option("model.pretrained", "None",
                    "no ImageNet weights offline: train from random initialisation"),
             *self.size_options(("train", "val", "test")),
             Option("data.samples_per_gpu", str(self.people),
-                   "all 12 people in one batch: one iteration per epoch, full-batch BatchNorm "
-                   "statistics equal the ones the evaluation uses"),
+                   "all 12 people in one batch: full-batch BatchNorm statistics, as the "
+                   "evaluation of the same people uses"),
+            Option("data.shuffle", "False",
+                   "with the repeated set, every batch is exactly the 12 people"),
+            Option("data.train.times", str(self.repeat),
+                   f"{self.repeat} passes per epoch: mmcv sleeps 2 s at every epoch start"),
             Option("data.workers_per_gpu", "0",
                    "load in the main process: 2 cores, and errors are raised in place"),
             Option(f"{pipeline}.2.prob", "0", "augmentation off (random box shift): the test "
@@ -116,15 +141,15 @@ class DemoRegime:
             Option("optimizer.lr", f"{self.lr:g}",
                    "4x the recipe's 5e-4: a few dozen full-batch steps must move the weights"),
             Option("lr_config.warmup_iters", "10", "the recipe warms up for 500 iterations"),
-            Option("lr_config.step", f"[{self.iterations + 1}]", "no decay inside the run"),
-            Option("total_epochs", str(self.iterations), "one iteration per epoch"),
-            Option("log_config.interval", "1", "one batch per epoch: log every iteration"),
-            Option("checkpoint_config.interval", str(self.iterations),
+            Option("lr_config.step", f"[{self.epochs + 1}]", "no decay inside the run"),
+            Option("total_epochs", str(self.epochs), f"{self.iterations} iterations"),
+            Option("log_config.interval", "1", "log every iteration"),
+            Option("checkpoint_config.interval", str(self.epochs),
                    "keep the last checkpoint only (~0.3 GB each with Adam's state)"),
             Option("data.val.data_cfg.use_gt_bbox", "True",
                    "in-training AP on the training people's ground-truth boxes"),
-            Option("evaluation.interval", str(self.eval_interval),
-                   "AP marks on the loss curve"),
+            Option("evaluation.interval", str(self.eval_interval // self.repeat),
+                   f"AP marks on the loss curve, every {self.eval_interval} iterations"),
             Option("model.test_cfg.flip_test", "False",
                    "the in-training AP as the final ground-truth-box one: no flip test"),
             Option("evaluation.save_best", "None", "no extra 0.3 GB checkpoints"),

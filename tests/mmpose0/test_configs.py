@@ -65,7 +65,7 @@ def _expected_differences(name: str) -> Dict[str, Tuple[Any, Any]]:
         # The plugin's backbone instead of MMPose's built-in one.
         "model.backbone.type": ("ResNeSt", "resnest_plugin.ResNeSt"),
         # How the plugin gets imported by the stock tools.
-        "custom_imports.imports.0": (None, "resnest_plugin"),
+        "custom_imports.imports.0": (None, "resnest_plugin.hosts.mmpose0"),
         "custom_imports.allow_failed_imports": (None, False),
     }
     # Same samples and evaluation (tests/test_data_errors.py), errors that

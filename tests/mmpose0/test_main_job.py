@@ -50,6 +50,7 @@ def small_coco(tmp_path_factory: pytest.TempPathFactory, coco_root: Path) -> Pat
 
 
 ITERATIONS = 12  # enough for the loss to fall measurably at full batch, lr 2e-3
+EPOCHS = 6  # evaluations every 6 iterations: 2 passes over the 12 people per epoch
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_demo_says_what_it_is_and_prints_every_deviation(demo_run) -> None:
     # every --cfg-options item is printed with its reason
     assert "data.train.pipeline.3.flip_prob=0" in result.stdout and "# augmentation off" in result.stdout
     # progress: the stock tools' own log lines, stage headers with the elapsed time
-    assert f"Epoch [{ITERATIONS}][1/1]" in result.stdout
+    assert f"Epoch [{EPOCHS}][2/2]" in result.stdout
     assert "=== [6/6]" in result.stdout and "(elapsed " in result.stdout
 
 
@@ -134,7 +135,7 @@ def test_demo_pictures_are_the_training_image_with_drawings(demo_run, coco_root:
 def test_demo_with_a_checkpoint_skips_training(demo_run, small_coco: Path,
                                                tmp_path: Path) -> None:
     trained_dir, _ = demo_run
-    result = _run("--checkpoint", str(trained_dir / "train" / f"epoch_{ITERATIONS}.pth"),
+    result = _run("--checkpoint", str(trained_dir / "train" / f"epoch_{EPOCHS}.pth"),
                   "--out-dir", str(tmp_path), "--data-root", str(small_coco))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "tools/train.py" not in result.stdout and "=== [2/2]" in result.stdout
@@ -147,7 +148,7 @@ def test_demo_refuses_a_checkpoint_of_another_depth(demo_run, small_coco: Path,
                                                     tmp_path: Path) -> None:
     trained_dir, _ = demo_run
     r101 = REPO_ROOT / "configs/top_down/resnest/coco/resnest101_coco_256x192.py"
-    result = _run("--checkpoint", str(trained_dir / "train" / f"epoch_{ITERATIONS}.pth"), "--config",
+    result = _run("--checkpoint", str(trained_dir / "train" / f"epoch_{EPOCHS}.pth"), "--config",
                   str(r101), "--out-dir", str(tmp_path), "--data-root", str(small_coco))
     assert result.returncode == 2
     assert "missing keys" in result.stderr and "backbone.layer3.6." in result.stderr
@@ -222,8 +223,10 @@ def test_demo_regime_options_turn_augmentation_off_in_the_shipped_config() -> No
     from resnest_plugin.tools.demo_regime import DemoRegime, options_text
 
     regime = DemoRegime()
-    cfg = Config.fromfile(str(REPO_ROOT / "configs/top_down/resnest/coco/resnest50_coco_256x192.py"))
-    types = [step["type"] for step in cfg.data.train.pipeline]
+    assert (regime.repeat, regime.epochs) == (10, 12)
+    cfg = Config.fromfile(str(REPO_ROOT / "configs/demo/resnest50_coco_overfit_mini.py"))
+    assert cfg.data.train.type == "RepeatDataset"
+    types = [step["type"] for step in cfg.data.train.dataset.pipeline]
     assert types[2:6] == ["TopDownRandomShiftBboxCenter", "TopDownRandomFlip",
                           "TopDownHalfBodyTransform", "TopDownGetRandomScaleRotation"]
     import argparse
@@ -232,13 +235,16 @@ def test_demo_regime_options_turn_augmentation_off_in_the_shipped_config() -> No
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     items = [option.item for option in regime.train_options()]
     cfg.merge_from_dict(parser.parse_args(["--cfg-options", *items]).cfg_options)
-    pipeline = cfg.data.train.pipeline
+    pipeline = cfg.data.train.dataset.pipeline
     assert pipeline[2]["prob"] == 0 and pipeline[3]["flip_prob"] == 0
     assert pipeline[4]["prob_half_body"] == 0
     assert pipeline[5]["rot_factor"] == 0 and pipeline[5]["scale_factor"] == 0
-    assert cfg.data.train.data_cfg.image_size == [96, 128]
-    assert cfg.data.train.data_cfg.heatmap_size == [24, 32]
-    assert cfg.data.samples_per_gpu == 12 and cfg.total_epochs == regime.iterations
+    assert cfg.data.train.dataset.data_cfg.image_size == [96, 128]
+    assert cfg.data.train.dataset.data_cfg.heatmap_size == [24, 32]
+    assert cfg.data.val.data_cfg.image_size == cfg.data.test.data_cfg.image_size == [96, 128]
+    assert cfg.data.samples_per_gpu == 12 and cfg.data.shuffle is False
+    assert cfg.total_epochs * cfg.data.train.times == regime.iterations == 120
+    assert cfg.evaluation.interval * cfg.data.train.times == regime.eval_interval
     assert cfg.model.pretrained is None and cfg.evaluation.save_best is None
     assert cfg.model.test_cfg.flip_test is False
     text = options_text(regime.train_options())

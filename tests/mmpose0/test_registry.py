@@ -56,3 +56,41 @@ def test_import_order_does_not_matter_in_a_fresh_process() -> None:
 def test_package_version_is_exposed() -> None:
     assert resnest_plugin.__version__ == "0.1.0"
     assert "ResNeSt" in resnest_plugin.__all__
+
+
+def test_one_x_host_module_refuses_with_one_line_naming_the_stack() -> None:
+    from resnest_plugin.hosts import StackMismatchError
+
+    try:
+        importlib.import_module("resnest_plugin.hosts.mmpose1")
+    except StackMismatchError as error:
+        message = str(error)
+    else:
+        raise AssertionError("resnest_plugin.hosts.mmpose1 imported on the MMPose 0.x stack")
+    assert "\n" not in message
+    assert "MMPose 1.x" in message and "mmpose 0.29.0 is installed" in message
+    assert "`make setup STACK=mmpose1`" in message and ".venv-mmpose1/bin/python" in message
+
+
+def test_one_x_config_on_this_stack_fails_with_the_one_line_error(repo_root) -> None:
+    import pytest
+    from mmcv import Config
+
+    from resnest_plugin.hosts import StackMismatchError
+
+    config = (repo_root / "configs" / "body_2d_keypoint" / "topdown_heatmap" / "coco" /
+              "td-hm_resnest50_8xb64-210e_coco-256x192.py")
+    with pytest.raises(StackMismatchError, match="needs MMPose 1.x"):
+        Config.fromfile(str(config))
+
+
+def test_one_x_config_through_the_stock_train_tool_prints_one_line(repo_root) -> None:
+    from tools_helpers import stock_tool
+
+    config = (repo_root / "configs" / "body_2d_keypoint" / "topdown_heatmap" / "coco" /
+              "td-hm_resnest50_8xb64-210e_coco-256x192.py")
+    result = subprocess.run([sys.executable, str(stock_tool("train.py")), str(config)],
+                            capture_output=True, text=True, cwd=repo_root)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("resnest_plugin.hosts.StackMismatchError: ") and "STACK=mmpose1" in last

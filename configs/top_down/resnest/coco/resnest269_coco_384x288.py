@@ -13,10 +13,11 @@ _base_ = [
     '../../../_base_/default_runtime.py',
     '../../../_base_/datasets/coco.py'
 ]
-# Importing resnest_plugin registers `resnest_plugin.ResNeSt` in MMPose's model
-# registry and applies its compatibility fixes for modern PyTorch
-# (resnest_plugin/compat.py).
-custom_imports = dict(imports=['resnest_plugin'], allow_failed_imports=False)
+# Importing the plugin's MMPose 0.x host registers `resnest_plugin.ResNeSt` in
+# MMPose's model registry and applies its compatibility fixes for modern PyTorch
+# (resnest_plugin/hosts/mmpose0.py); on the MMPose 1.x stack it stops with one
+# line naming the stack this config needs.
+custom_imports = dict(imports=['resnest_plugin.hosts.mmpose0'], allow_failed_imports=False)
 evaluation = dict(interval=10, metric='mAP', save_best='AP')
 
 optimizer = dict(

@@ -292,7 +292,8 @@ def run_overfit(args: argparse.Namespace, data: CocoFiles, out_dir: Path) -> int
     drawing, poses = draw_skeletons(config, checkpoint, image,
                                     [{"bbox": person["bbox"]} for person in people],
                                     out_dir / f"skeletons_{Path(args.image).stem}.png",
-                                    kpt_thr=args.kpt_thr)
+                                    kpt_thr=args.kpt_thr,
+                                    cfg_options=_items(regime.inference_options()))
     side_by_side = draw_side_by_side(config, image, people, poses,
                                      out_dir / f"ground_truth_vs_prediction_{Path(args.image).stem}.png",
                                      kpt_thr=args.kpt_thr)

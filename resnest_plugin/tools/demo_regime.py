@@ -171,6 +171,24 @@ class DemoRegime:
         return options
 
 
+    def inference_options(self) -> List[Option]:
+        """The ``--cfg-options`` of MMPose's inference API (the drawings) for the trained model.
+
+        ``inference_top_down_pose_model`` reads the config's top-level
+        ``data_cfg`` and ``test_pipeline``, not ``data.test`` (mmpose 0.29
+        ``apis/inference.py``), so the input size is set there too.
+        """
+        width, height = self.input_size
+        hm_width, hm_height = self.heatmap_size
+        return [
+            Option("data_cfg.image_size", f"[{width},{height}]",
+                   "the inference API reads the top-level data_cfg"),
+            Option("data_cfg.heatmap_size", f"[{hm_width},{hm_height}]",
+                   "the inference API reads the top-level data_cfg"),
+            Option("model.test_cfg.flip_test", "False", "as the ground-truth-box evaluation"),
+        ]
+
+
 def options_text(options: Sequence[Option]) -> str:
     """The options as printed by ``make demo``: ``key=value  # why``, one per line."""
     width = max(len(option.item) for option in options)

@@ -9,9 +9,10 @@ beside the AP at the end.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
+
+from .config_options import load_config
 
 __all__ = ["write_initial_checkpoint"]
 
@@ -29,15 +30,10 @@ def write_initial_checkpoint(config: Path, cfg_options: Sequence[str], seed: int
     Returns:
         ``out_file``.
     """
-    from mmcv import Config, DictAction
     from mmcv.runner import save_checkpoint, set_random_seed
     from mmpose.models import build_posenet
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
-    options = parser.parse_args(["--cfg-options", *cfg_options]).cfg_options if cfg_options else {}
-    cfg = Config.fromfile(str(config))
-    cfg.merge_from_dict(options)
+    cfg = load_config(config, cfg_options)
     set_random_seed(seed, deterministic=False)
     model = build_posenet(cfg.model)
     out_file = Path(out_file)

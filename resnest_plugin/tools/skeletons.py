@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .config_options import load_config
 
 __all__ = ["detector_boxes", "draw_side_by_side", "draw_skeletons", "ground_truth_people"]
 
@@ -50,7 +52,7 @@ def detector_boxes(bbox_file: Path, ann_file: Path, image_name: str, *,
 
 def draw_skeletons(config: Path, checkpoint: Optional[Path], image_file: Path,
                    person_results: List[Dict], out_file: Path, *, kpt_thr: float = 0.3,
-                   device: str = "cpu") -> Tuple[Path, List[Dict]]:
+                   device: str = "cpu", cfg_options: Sequence[str] = ()) -> Tuple[Path, List[Dict]]:
     """Predict keypoints in the given boxes and draw them with ``vis_pose_result``.
 
     Args:
@@ -61,16 +63,17 @@ def draw_skeletons(config: Path, checkpoint: Optional[Path], image_file: Path,
         out_file: Where to write the drawing (format from the suffix).
         kpt_thr: Keypoints scoring below this are not drawn.
         device: Torch device for inference.
+        cfg_options: ``--cfg-options`` items the model was trained / tested
+            with (e.g. a smaller ``data.test.data_cfg.image_size``).
 
     Returns:
         ``out_file`` and MMPose's pose results (one dict per person with
         ``bbox`` and ``keypoints``, a (17, 3) array of x, y, score).
     """
-    from mmcv import Config
     from mmpose.apis import inference_top_down_pose_model, init_pose_model, vis_pose_result
     from mmpose.datasets import DatasetInfo
 
-    cfg = Config.fromfile(str(config))
+    cfg = load_config(config, cfg_options)
     model = init_pose_model(cfg, str(checkpoint) if checkpoint else None, device=device)
     dataset_info = DatasetInfo(model.cfg.data["test"]["dataset_info"])
     pose_results, _ = inference_top_down_pose_model(
@@ -133,11 +136,10 @@ def draw_side_by_side(config: Path, image_file: Path, ground_truth: List[Dict],
     """
     import cv2
     import numpy as np
-    from mmcv import Config
     from mmpose.apis import init_pose_model, vis_pose_result
     from mmpose.datasets import DatasetInfo
 
-    model = init_pose_model(Config.fromfile(str(config)), None, device="cpu")
+    model = init_pose_model(load_config(config), None, device="cpu")
     dataset_info = DatasetInfo(model.cfg.data["test"]["dataset_info"])
     # vis_pose_result draws boxes as x1, y1, x2, y2 (inference_top_down_pose_model
     # returns them so); the annotations' boxes are x, y, w, h.

@@ -220,6 +220,7 @@ def test_demo_regime_options_turn_augmentation_off_in_the_shipped_config() -> No
     """The pipeline indices of the options must name the transforms they switch off."""
     from mmcv import Config, DictAction  # noqa: F401  (DictAction: the stock tools' parser)
 
+    from resnest_plugin.tools.config_options import load_config
     from resnest_plugin.tools.demo_regime import DemoRegime, options_text
 
     regime = DemoRegime()
@@ -247,6 +248,10 @@ def test_demo_regime_options_turn_augmentation_off_in_the_shipped_config() -> No
     assert cfg.evaluation.interval * cfg.data.train.times == regime.eval_interval
     assert cfg.model.pretrained is None and cfg.evaluation.save_best is None
     assert cfg.model.test_cfg.flip_test is False
+    # MMPose's inference API (the drawings) reads the top-level data_cfg, not data.test's.
+    drawing = load_config(REPO_ROOT / "configs/demo/resnest50_coco_overfit_mini.py",
+                          [option.item for option in regime.inference_options()])
+    assert drawing.data_cfg.image_size == [96, 128] and drawing.data_cfg.heatmap_size == [24, 32]
     text = options_text(regime.train_options())
     assert all(f"{item}  " in text or f"{item} " in text for item in items)
     assert all("# " in line for line in text.splitlines())

@@ -157,7 +157,11 @@ def _model_zoo(scheme: str) -> dict:
 
 MODELS = _child_registry(MMPOSE_MODELS)
 DATASETS = _child_registry(MMPOSE_DATASETS)
-if "ResNeSt" not in MODELS.module_dict:  # a reload must not register twice
+if "ResNeSt" in MODELS.module_dict:
+    # importlib.reload: keep the registered class (no second registration, no
+    # force=True), so resnest_plugin.ResNeSt stays the class configs build.
+    ResNeSt = MODELS.module_dict["ResNeSt"]  # type: ignore[misc]  # noqa: F811
+else:
     MODELS.register_module(name="ResNeSt", module=ResNeSt)
 set_host_services(HostServices("mmpose1", _model_zoo, _get_mmengine_home,
                                MMLogger.get_current_instance))

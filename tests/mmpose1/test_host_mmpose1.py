@@ -111,7 +111,7 @@ def test_output_is_always_a_tuple_and_heatmap_head_takes_the_last() -> None:
     assert isinstance(several, tuple) and [t.shape[1] for t in several] == [512, 2048]
     head = MMPOSE_MODELS.build(dict(type="HeatmapHead", in_channels=2048, out_channels=17,
                                     loss=dict(type="KeypointMSELoss", use_target_weight=True)))
-    assert head(single).shape == (2, 17, 16, 12)  # a bare tensor would be sliced on the batch
+    assert head(single).shape == (2, 17, 16, 16)  # a bare tensor would be sliced on the batch
 
 
 def _topdown(config: Path = R50_CONFIG, **backbone: object) -> torch.nn.Module:

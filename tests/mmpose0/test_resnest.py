@@ -76,7 +76,9 @@ def _key_shape_lines(model: torch.nn.Module) -> str:
     return "".join(f"{k} {list(v.shape)}\n" for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("depth,expected_keys", [(50, 494), (101, 953)])
+# Key counts of the released TopDown checkpoints (= the models MMPose 0.29 builds from
+# its resnest{50,101,200,269}_coco_*.py configs, 64-channel stem at every depth).
+@pytest.mark.parametrize("depth,expected_keys", [(50, 494), (101, 953), (200, 1844), (269, 2465)])
 def test_released_checkpoint_key_list_matches_golden_file(depth: int, expected_keys: int,
                                                           request: pytest.FixtureRequest) -> None:
     """Keys/shapes of a TopDown model with our backbone = the released checkpoints' format."""

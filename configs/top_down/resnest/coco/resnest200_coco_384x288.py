@@ -138,10 +138,10 @@ test_pipeline = val_pipeline
 
 data_root = 'data/coco'
 data = dict(
-    samples_per_gpu=32,
+    samples_per_gpu=16,
     workers_per_gpu=2,
-    val_dataloader=dict(samples_per_gpu=32),
-    test_dataloader=dict(samples_per_gpu=32),
+    val_dataloader=dict(samples_per_gpu=16),
+    test_dataloader=dict(samples_per_gpu=16),
     # MMPose's TopDownCocoDataset (same samples, order and evaluation) plus
     # pre-flight checks whose errors name the missing/corrupt file and the
     # config field (resnest_plugin/datasets/checked_coco.py); MMPose alone

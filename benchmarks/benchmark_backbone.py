@@ -84,8 +84,13 @@ def prepare(model: nn.Module, path: str, device: torch.device) -> nn.Module:
 
     model = set_mode(model.to(device), False)
     if path == "exact":
-        model.fast_inference = False
-        model.cpu_channels_last = False
+        from resnest_plugin.models import ResNeSt
+
+        # On the backbone itself: on MMPose 1.x it sits inside common._LastFeature.
+        for module in model.modules():
+            if isinstance(module, ResNeSt):
+                module.fast_inference = False
+                module.cpu_channels_last = False
     if path in ("best", "compiled"):
         model = fuse_conv_bn(model).to(memory_format=torch.channels_last)
     if path == "compiled":

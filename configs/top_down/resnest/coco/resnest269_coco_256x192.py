@@ -4,7 +4,7 @@
 # configs/body/2d_kpt_sview_rgb_img/topdown_heatmap/coco/resnest269_coco_256x192.py
 # (the one behind the model-zoo checkpoint), except that the backbone is
 # resnest_plugin's implementation, loaded through `custom_imports`.
-# tests/test_configs.py compares the two resolved configs key by key.
+# tests/mmpose0/test_configs.py compares the two resolved configs key by key.
 #
 # Offline (no access to download.openmmlab.com) pass
 #   --cfg-options model.pretrained=None

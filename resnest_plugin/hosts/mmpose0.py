@@ -33,7 +33,7 @@ from mmpose.utils import get_root_logger  # noqa: E402
 from .. import compat  # noqa: E402
 from ..datasets import CheckedTopDownCocoDataset  # noqa: E402
 from ..models import ResNeSt  # noqa: E402
-from ..models.host_services import HostServices, set_host_services  # noqa: E402
+from ..models.host_services import HostServices, set_host_services, zoo_tables  # noqa: E402
 
 __all__ = ["DATASETS", "MODELS", "ResNeSt", "child_registry"]
 
@@ -56,19 +56,12 @@ def child_registry(parent: Registry) -> Registry:
     return Registry(parent.name, parent=parent, scope=SCOPE)
 
 
-def _model_zoo(scheme: str) -> dict:
-    if scheme == "mmcls":
-        return get_mmcls_models()
-    if scheme == "open-mmlab":
-        return get_external_models()
-    raise ValueError(f"model-zoo scheme {scheme!r} not understood: expected mmcls or open-mmlab")
-
-
 MODELS = child_registry(MMPOSE_MODELS)
 DATASETS = child_registry(MMPOSE_DATASETS)
 if "ResNeSt" not in MODELS.module_dict:  # a reload must not register twice
     MODELS.register_module(name="ResNeSt", module=ResNeSt)
 if "CheckedTopDownCocoDataset" not in DATASETS.module_dict:
     DATASETS.register_module(name="CheckedTopDownCocoDataset", module=CheckedTopDownCocoDataset)
-set_host_services(HostServices("mmpose0", _model_zoo, _get_mmcv_home, get_root_logger))
+set_host_services(HostServices("mmpose0", zoo_tables(get_mmcls_models, get_external_models),
+                               _get_mmcv_home, get_root_logger))
 compat.apply()

@@ -44,7 +44,7 @@ from mmpose.registry import DATASETS as MMPOSE_DATASETS  # noqa: E402
 from mmpose.registry import MODELS as MMPOSE_MODELS  # noqa: E402
 
 from ..models import ResNeSt as CoreResNeSt  # noqa: E402
-from ..models.host_services import HostServices, set_host_services  # noqa: E402
+from ..models.host_services import HostServices, set_host_services, zoo_tables  # noqa: E402
 from . import mmpose1_compat  # noqa: E402
 
 __all__ = ["DATASETS", "MODELS", "ResNeSt"]
@@ -147,14 +147,6 @@ def _pretrained_checkpoint(init_cfg: Optional[Union[Dict[str, Any], List[Dict[st
     return cfg["checkpoint"]
 
 
-def _model_zoo(scheme: str) -> dict:
-    if scheme == "mmcls":
-        return get_mmcls_models()
-    if scheme == "open-mmlab":
-        return get_external_models()
-    raise ValueError(f"model-zoo scheme {scheme!r} not understood: expected mmcls or open-mmlab")
-
-
 MODELS = _child_registry(MMPOSE_MODELS)
 DATASETS = _child_registry(MMPOSE_DATASETS)
 if "ResNeSt" in MODELS.module_dict:
@@ -163,6 +155,6 @@ if "ResNeSt" in MODELS.module_dict:
     ResNeSt = MODELS.module_dict["ResNeSt"]  # type: ignore[misc]  # noqa: F811
 else:
     MODELS.register_module(name="ResNeSt", module=ResNeSt)
-set_host_services(HostServices("mmpose1", _model_zoo, _get_mmengine_home,
-                               MMLogger.get_current_instance))
+set_host_services(HostServices("mmpose1", zoo_tables(get_mmcls_models, get_external_models),
+                               _get_mmengine_home, MMLogger.get_current_instance))
 mmpose1_compat.apply()

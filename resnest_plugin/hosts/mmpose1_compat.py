@@ -20,6 +20,7 @@ a. ``torch.load`` weights-only default vs mmengine's own checkpoints
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, List, Tuple, Union
 
 import numpy as np
@@ -81,15 +82,7 @@ PATCHES = (
 )
 
 
-def apply() -> Tuple[str, ...]:
-    """Apply every patch the installed versions need; idempotent.
-
-    Returns:
-        Names of all patches active in this process, in :data:`PATCHES` order.
-    """
-    return apply_patches(PATCHES, _applied)
-
-
-def applied() -> Tuple[str, ...]:
-    """Names of the patches applied so far in this process."""
-    return applied_names(PATCHES, _applied)
+#: Apply every patch the installed versions need (idempotent); returns the active names.
+apply: Callable[[], Tuple[str, ...]] = partial(apply_patches, PATCHES, _applied)
+#: Names of the patches applied so far in this process.
+applied: Callable[[], Tuple[str, ...]] = partial(applied_names, PATCHES, _applied)

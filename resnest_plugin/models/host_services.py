@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
-__all__ = ["HostServices", "host_services", "set_host_services"]
+__all__ = ["HostServices", "host_services", "set_host_services", "zoo_tables"]
 
 
 def _no_zoo(scheme: str) -> Mapping[str, str]:
@@ -49,6 +49,25 @@ class HostServices:
 
 _NO_HOST = HostServices("none", _no_zoo, _no_home, lambda: logging.getLogger("resnest_plugin"))
 _current: Optional[HostServices] = None
+
+
+def zoo_tables(mmcls: Callable[[], Mapping[str, str]],
+               open_mmlab: Callable[[], Mapping[str, str]]) -> Callable[[str], Mapping[str, str]]:
+    """A :attr:`HostServices.model_zoo` from the host's two table readers.
+
+    Args:
+        mmcls: Returns the ``mmcls://`` table (mmcv's / mmengine's ``get_mmcls_models``).
+        open_mmlab: Returns the ``open-mmlab://`` table (``get_external_models``).
+    """
+    readers = {"mmcls": mmcls, "open-mmlab": open_mmlab}
+
+    def model_zoo(scheme: str) -> Mapping[str, str]:
+        if scheme not in readers:
+            raise ValueError(f"model-zoo scheme {scheme!r} not understood: expected one of "
+                             f"{sorted(readers)}")
+        return readers[scheme]()
+
+    return model_zoo
 
 
 def set_host_services(services: HostServices) -> None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Tuple
 
 import mmpose
 import modelindex
@@ -30,6 +30,8 @@ import resnest_plugin  # noqa: F401  (registers resnest_plugin.ResNeSt)
 from resnest_plugin.models import ARCH_SETTINGS
 
 from model_helpers import randomise
+
+from config_helpers import flatten
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUR_CONFIG_DIR = REPO_ROOT / "configs" / "top_down" / "resnest" / "coco"
@@ -50,22 +52,6 @@ WIDE_STEM_CONFIGS = tuple(n for n in CONFIG_NAMES if not n.startswith("resnest50
 SHIPPED_CONFIGS = sorted(OUR_CONFIG_DIR.glob("*.py"))
 
 
-def _flatten(node: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
-    """Yield ``(dotted.key, leaf)`` for every leaf of nested dicts / lists / tuples."""
-    if isinstance(node, dict):
-        if not node:
-            yield prefix, {}
-        for key, value in node.items():
-            yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(node, (list, tuple)):
-        if not node:
-            yield prefix, type(node)()
-        for index, value in enumerate(node):
-            yield from _flatten(value, f"{prefix}.{index}")
-    else:
-        yield prefix, node
-
-
 def _depth(name: str) -> int:
     """``"resnest269_coco_256x192"`` -> 269."""
     match = re.fullmatch(r"resnest(\d+)_coco_\d+x\d+", name)
@@ -74,7 +60,7 @@ def _depth(name: str) -> int:
 
 
 def _flat_config(path: Path) -> Dict[str, Any]:
-    return dict(_flatten(Config.fromfile(str(path))._cfg_dict.to_dict()))
+    return dict(flatten(Config.fromfile(str(path))._cfg_dict.to_dict()))
 
 
 def _expected_differences(name: str) -> Dict[str, Tuple[Any, Any]]:

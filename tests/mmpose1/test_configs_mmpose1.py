@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Tuple
 
 import mmpose
 import modelindex
@@ -19,6 +19,8 @@ import pytest
 import yaml
 from mim.commands.search import convert2df
 from mmengine.config import Config, DictAction
+
+from config_helpers import flatten
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUR_CONFIG_DIR = REPO_ROOT / "configs" / "body_2d_keypoint" / "topdown_heatmap" / "coco"
@@ -46,24 +48,8 @@ def _depth(name: str) -> str:
     return name.split("_")[1][len("resnest"):]
 
 
-def _flatten(node: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
-    """Yield ``(dotted.key, leaf)`` for every leaf of nested dicts / lists / tuples."""
-    if isinstance(node, dict):
-        if not node:
-            yield prefix, {}
-        for key, value in node.items():
-            yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(node, (list, tuple)):
-        if not node:
-            yield prefix, type(node)()
-        for index, value in enumerate(node):
-            yield from _flatten(value, f"{prefix}.{index}")
-    else:
-        yield prefix, node
-
-
 def _flat_config(path: Path) -> Dict[str, Any]:
-    return dict(_flatten(Config.fromfile(str(path)).to_dict()))
+    return dict(flatten(Config.fromfile(str(path)).to_dict()))
 
 
 def _expected_differences(name: str) -> Dict[str, Tuple[Any, Any]]:

@@ -46,8 +46,9 @@ from mmpose.registry import MODELS as MMPOSE_MODELS  # noqa: E402
 from ..models import ResNeSt as CoreResNeSt  # noqa: E402
 from ..models.host_services import HostServices, set_host_services, zoo_tables  # noqa: E402
 from . import mmpose1_compat  # noqa: E402
+from .mmpose1_datasets import CheckedCocoDataset  # noqa: E402
 
-__all__ = ["DATASETS", "MODELS", "ResNeSt"]
+__all__ = ["CheckedCocoDataset", "DATASETS", "MODELS", "ResNeSt"]
 
 _LOCATION = __name__
 _PRETRAINED_KEYS = {"type", "checkpoint", "prefix", "map_location"}
@@ -155,6 +156,8 @@ if "ResNeSt" in MODELS.module_dict:
     ResNeSt = MODELS.module_dict["ResNeSt"]  # type: ignore[misc]  # noqa: F811
 else:
     MODELS.register_module(name="ResNeSt", module=ResNeSt)
+if "CheckedCocoDataset" not in DATASETS.module_dict:
+    DATASETS.register_module(name="CheckedCocoDataset", module=CheckedCocoDataset)
 set_host_services(HostServices("mmpose1", zoo_tables(get_mmcls_models, get_external_models),
                                _get_mmengine_home, MMLogger.get_current_instance))
 mmpose1_compat.apply()

@@ -66,7 +66,11 @@ def _expected_differences(name: str) -> Dict[str, Tuple[Any, Any]]:
         # the backbone and stops with a one-line error on the 0.x stack.
         "custom_imports.imports.0": (None, "resnest_plugin.hosts.mmpose1"),
         "custom_imports.allow_failed_imports": (None, False),
+        # MMPose's CocoDataset whose errors also name a corrupt JSON file.
+        "dataset_type": ("CocoDataset", "resnest_plugin.CheckedCocoDataset"),
     }
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        expected[f"{loader}.dataset.type"] = ("CocoDataset", "resnest_plugin.CheckedCocoDataset")
     if _depth(name) in WIDE_STEM_DEPTHS:
         # MMPose's config leaves stem_channels at ResNet's default (64, checked
         # in test_wide_stem_configs_pin_mmpose_default_stem); ours must spell it

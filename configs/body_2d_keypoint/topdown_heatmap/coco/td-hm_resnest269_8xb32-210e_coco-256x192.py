@@ -95,7 +95,9 @@ model = dict(
     ))
 
 # base dataset settings
-dataset_type = 'CocoDataset'
+# MMPose's CocoDataset (same samples, order and evaluation) whose errors also name
+# a corrupt annotation or detections JSON (resnest_plugin/hosts/mmpose1_datasets.py).
+dataset_type = 'resnest_plugin.CheckedCocoDataset'
 data_mode = 'topdown'
 data_root = 'data/coco/'
 

@@ -16,7 +16,24 @@ a. ``torch.load`` weights-only default vs mmengine's own checkpoints
    allow-list exactly the globals those pickles name: ``HistoryBuffer``,
    numpy's array reconstructor, ``ndarray`` and ``dtype`` (with the per-dtype
    classes of plain numeric/bool dtypes), numpy scalars of those dtypes.
+   ``HistoryBuffer.__getstate__`` also pickles its statistics methods
+   (``HistoryBuffer.min`` ...) as ``getattr(HistoryBuffer, 'min')``: instead
+   of allowing the real ``builtins.getattr``, a stand-in registered under its
+   name resolves exactly those four methods and refuses anything else.
    Every other class, and every function, stays refused.
+
+b. CPU distributed training cannot start: mmengine 0.10.7's
+   ``mmengine.dist.utils._init_dist_pytorch`` calls
+   ``torch.cuda.set_device(local_rank)`` unconditionally, even with the gloo
+   backend, so ``torchrun ... tools/train.py --launcher pytorch`` on a machine
+   without a GPU dies with "Found no NVIDIA driver" (no upstream issue found;
+   the call is unconditional in every release up to 0.10.7). Without CUDA (and no other accelerator) the wrapper only
+   initialises the process group; with CUDA it calls mmengine's own function.
+   ``init_dist`` looks the function up at call time, and a config's
+   ``custom_imports`` imports the plugin before the Runner initialises
+   distribution. The DDP wrapper still needs
+   ``model_wrapper_cfg=dict(type='MMDistributedDataParallel', device_ids=None)``
+   for a CPU model (torch refuses ``device_ids`` there); that is config.
 """
 from __future__ import annotations
 
@@ -31,6 +48,25 @@ from ..models.checkpoint_globals import numpy_checkpoint_globals
 from ..patching import Patch, applied_names, apply_patches, release
 
 __all__ = ["PATCHES", "applied", "apply", "mmengine_checkpoint_globals"]
+
+#: The methods HistoryBuffer.__getstate__ pickles by name (mmengine 0.10.7).
+_HISTORY_BUFFER_STATISTICS = ("min", "max", "current", "mean")
+
+
+def _history_buffer_statistic(owner: Any, name: str) -> Any:
+    """Stands in for pickle's ``getattr``: only ``HistoryBuffer``'s statistics methods.
+
+    Raises:
+        pickle.UnpicklingError: For any other object or attribute.
+    """
+    import pickle
+
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if owner is HistoryBuffer and name in _HISTORY_BUFFER_STATISTICS:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(f"getattr({owner!r}, {name!r}) refused: a checkpoint may only name "
+                                 f"HistoryBuffer.{'/'.join(_HISTORY_BUFFER_STATISTICS)}")
 
 _applied: List[str] = []
 #: The last mmengine release that calls torch.load without weights_only.
@@ -54,6 +90,8 @@ def mmengine_checkpoint_globals() -> List[Union[Callable[..., Any], Tuple[Callab
         from numpy.core.multiarray import _reconstruct
     return [
         HistoryBuffer,
+        (_history_buffer_statistic, "__builtin__.getattr"),  # protocol 2 spells builtins so
+        (_history_buffer_statistic, "builtins.getattr"),
         (_reconstruct, "numpy.core.multiarray._reconstruct"),
         (_reconstruct, "numpy._core.multiarray._reconstruct"),
         np.ndarray,
@@ -72,12 +110,42 @@ def _allow_mmengine_checkpoints() -> None:
     torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
 
 
+def _cuda_free_torch_launcher_calls_set_device() -> bool:
+    import mmengine
+
+    return release(mmengine.__version__) <= _LAST_UNFIXED_MMENGINE
+
+
+def _allow_cpu_init_dist() -> None:
+    import mmengine.dist.utils as dist_utils
+    from mmengine.device import is_mlu_available, is_musa_available, is_npu_available
+
+    original = dist_utils._init_dist_pytorch
+
+    def _init_dist_pytorch(backend: str, init_backend: str = "torch", **kwargs: Any) -> None:
+        if (torch.cuda.is_available() or init_backend != "torch" or is_mlu_available()
+                or is_npu_available() or is_musa_available()):
+            return original(backend, init_backend=init_backend, **kwargs)
+        torch.distributed.init_process_group(backend=backend, **kwargs)
+        return None
+
+    _init_dist_pytorch.__wrapped__ = original  # type: ignore[attr-defined]
+    dist_utils._init_dist_pytorch = _init_dist_pytorch
+
+
 PATCHES = (
     Patch(
         name="torch-load-mmengine-checkpoints",
         issue="https://github.com/open-mmlab/mmengine/issues/1655",
         needed=_mmengine_checkpoints_refused,
         install=_allow_mmengine_checkpoints,
+    ),
+    Patch(
+        name="cpu-init-dist-pytorch",
+        issue="https://github.com/open-mmlab/mmengine/blob/v0.10.7/mmengine/dist/utils.py "
+              "(_init_dist_pytorch: torch.cuda.set_device without a CUDA check)",
+        needed=_cuda_free_torch_launcher_calls_set_device,
+        install=_allow_cpu_init_dist,
     ),
 )
 

@@ -120,3 +120,4 @@ def test_attention_width_follows_reduction_factor_with_floor_32() -> None:
 def test_split_attention_rejects_bad_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         SplitAttentionConv2d(64, 64, **kwargs)
+

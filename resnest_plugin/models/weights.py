@@ -331,7 +331,12 @@ def read_checkpoint(path: Union[str, Path]) -> Any:
     try:
         # Explicit, so this holds even where resnest_plugin.compat did not
         # allow-list these process-wide (its patch is version-gated).
-        with torch.serialization.safe_globals(numpy_checkpoint_globals()):
+        # Only the entries not yet allowed: torch's safe_globals context removes
+        # its entries on exit, even ones a host's compat fix had allowed
+        # process-wide (torch/_weights_only_unpickler.py, _safe_globals.__exit__).
+        allowed = torch.serialization.get_safe_globals()
+        extra = [entry for entry in numpy_checkpoint_globals() if entry not in allowed]
+        with torch.serialization.safe_globals(extra):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refused = _refused_globals(str(error))

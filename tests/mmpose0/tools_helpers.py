@@ -18,9 +18,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import mmpose
+
+from cli_helpers import cfg_options_args  # noqa: F401  (re-exported for the tests)
 
 __all__ = ["COCO_METRICS", "MMPOSE_TOOLS", "cfg_options_args", "mini_coco_cfg_options",
            "parse_coco_metrics", "run_stock_tool", "stock_tool"]
@@ -128,32 +130,6 @@ def mini_coco_cfg_options(
     if warmup_iters is not None:
         options["lr_config.warmup_iters"] = warmup_iters
     return options
-
-
-def _format_value(value: Any) -> str:
-    """A value in the syntax mmcv's DictAction parses back to the same value."""
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_format_value(v) for v in value) + "]"
-    if value is None:
-        return "None"
-    value = str(value)
-    if "," in value or " " in value:
-        raise ValueError(f"cannot pass {value!r} through --cfg-options (comma or space)")
-    return value
-
-
-def cfg_options_args(options: Mapping[str, Any]) -> List[str]:
-    """``["--cfg-options", "key=value", ...]`` for MMPose's train.py / test.py.
-
-    Args:
-        options: ``{dotted.key: value}``, e.g. from :func:`mini_coco_cfg_options`.
-
-    Returns:
-        Command-line arguments (empty if ``options`` is empty).
-    """
-    if not options:
-        return []
-    return ["--cfg-options", *(f"{key}={_format_value(value)}" for key, value in options.items())]
 
 
 def run_stock_tool(tool: str, args: Sequence[str], *, cwd: Optional[Path] = None,

@@ -25,6 +25,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import mmpose
 
+from cli_helpers import cfg_options_args  # noqa: F401  (re-exported for the tests)
+
 __all__ = ["CONFIG_R50", "MMPOSE_TOOLS", "REPO_ROOT", "cfg_options_args", "mini_coco_cfg_options",
            "newest_log", "parse_test_metrics", "run_stock_tool", "stock_tool", "tool_env",
            "train_scalars"]
@@ -169,34 +171,6 @@ def _input_size_options(config: Path, input_size: Tuple[int, int], validate: boo
         options[f"{split}_dataloader.dataset.pipeline.{_pipeline_index(pipeline, 'TopdownAffine')}"
                 ".input_size"] = size
     return options
-
-
-def _format_value(value: Any) -> str:
-    """A value in the syntax mmengine's DictAction parses back to the same value."""
-    if isinstance(value, tuple):
-        return "(" + ",".join(_format_value(v) for v in value) + ")"
-    if isinstance(value, list):
-        return "[" + ",".join(_format_value(v) for v in value) + "]"
-    if value is None:
-        return "None"
-    value = str(value)
-    if "," in value or " " in value:
-        raise ValueError(f"cannot pass {value!r} through --cfg-options (comma or space)")
-    return value
-
-
-def cfg_options_args(options: Mapping[str, Any]) -> List[str]:
-    """``["--cfg-options", "key=value", ...]`` for MMPose 1.x's train.py / test.py.
-
-    Args:
-        options: ``{dotted.key: value}``, e.g. from :func:`mini_coco_cfg_options`.
-
-    Returns:
-        Command-line arguments (empty if ``options`` is empty).
-    """
-    if not options:
-        return []
-    return ["--cfg-options", *(f"{key}={_format_value(value)}" for key, value in options.items())]
 
 
 def tool_env(extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:

@@ -69,7 +69,8 @@ def test_demo_says_what_it_is_and_prints_every_deviation(demo_run) -> None:
     assert "OVERFITTING RUN: A PIPELINE CHECK, NOT GENERALISATION" in result.stdout
     assert "OVERFITTING RUN" in (out_dir / "ap_table.md").read_text()
     # every --cfg-options item is printed with its reason
-    assert "data.train.pipeline.3.flip_prob=0" in result.stdout and "# augmentation off" in result.stdout
+    assert "data.train.dataset.pipeline.3.flip_prob=0" in result.stdout
+    assert "# augmentation off" in result.stdout
     # progress: the stock tools' own log lines, stage headers with the elapsed time
     assert f"Epoch [{EPOCHS}][2/2]" in result.stdout
     assert "=== [6/6]" in result.stdout and "(elapsed " in result.stdout

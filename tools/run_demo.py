@@ -89,12 +89,6 @@ def _items(options: Sequence[Option]) -> List[str]:
     return [option.item for option in options]
 
 
-def _data_items(data: CocoFiles) -> List[str]:
-    """The data-path ``--cfg-options`` of the demo config (its train set sits in a RepeatDataset)."""
-    return [item.replace("data.train.", f"{TRAIN_SET}.", 1)
-            for item in cfg_options(data, splits=("train", "val", "test"))]
-
-
 def train(config: Path, data: CocoFiles, work_dir: Path, regime: DemoRegime) -> Path:
     """Train with MMPose's stock ``tools/train.py``; return the last checkpoint.
 
@@ -107,7 +101,8 @@ def train(config: Path, data: CocoFiles, work_dir: Path, regime: DemoRegime) -> 
     Returns:
         Path of the checkpoint written after the last iteration.
     """
-    options = [*_data_items(data), *_items(regime.train_options())]
+    data_items = cfg_options(data, splits=("train", "val", "test"), train_set=TRAIN_SET)
+    options = [*data_items, *_items(regime.train_options())]
     run_stock_script(stock_script("tools/train.py"),
                      [str(config), "--work-dir", str(work_dir), "--seed", str(regime.seed),
                       "--cfg-options", *options],
@@ -246,7 +241,8 @@ def run_overfit(args: argparse.Namespace, data: CocoFiles, out_dir: Path) -> int
                 "training people's ground-truth boxes with tools/test.py")
     start = time.perf_counter()
     initial = write_initial_checkpoint(
-        config, [*_data_items(data), *_items(train_options)],
+        config, [*cfg_options(data, splits=("train", "val", "test"), train_set=TRAIN_SET),
+                 *_items(train_options)],
         regime.seed, out_dir / "initial" / "initial_weights.pth")
     start_metrics = evaluate(config, initial, data, out_dir / "initial", gt_options)
     timings["initial evaluation"] = time.perf_counter() - start

@@ -94,7 +94,8 @@ def mini_coco(coco_root: Path) -> CocoFiles:
                      bbox_file=root / "test_coco_det_AP_H_56.json")
 
 
-def cfg_options(files: CocoFiles, splits: Sequence[str] = ("train", "val", "test")) -> List[str]:
+def cfg_options(files: CocoFiles, splits: Sequence[str] = ("train", "val", "test"),
+                train_set: str = "data.train") -> List[str]:
     """Return ``--cfg-options`` items that point a top-down COCO config at ``files``.
 
     Args:
@@ -102,6 +103,8 @@ def cfg_options(files: CocoFiles, splits: Sequence[str] = ("train", "val", "test
         splits: Which of ``data.train`` / ``data.val`` / ``data.test`` to
             redirect. Each split has its own ``data_cfg`` copy once mmcv has
             parsed the config, so ``bbox_file`` is set per split.
+        train_set: Config key of the training dataset (``data.train.dataset``
+            when the config wraps it, e.g. in a ``RepeatDataset``).
 
     Returns:
         ``key=value`` strings for MMPose's ``--cfg-options``.
@@ -117,9 +120,10 @@ def cfg_options(files: CocoFiles, splits: Sequence[str] = ("train", "val", "test
     prefix = str(files.img_prefix).rstrip("/") + "/"
     options = []
     for split in splits:
-        options += [f"data.{split}.ann_file={files.ann_file}",
-                    f"data.{split}.img_prefix={prefix}",
-                    f"data.{split}.data_cfg.bbox_file={files.bbox_file}"]
+        key = train_set if split == "train" else f"data.{split}"
+        options += [f"{key}.ann_file={files.ann_file}",
+                    f"{key}.img_prefix={prefix}",
+                    f"{key}.data_cfg.bbox_file={files.bbox_file}"]
     return options
 
 

@@ -82,7 +82,8 @@ class Stages:
         """Start the next stage."""
         self.number += 1
         elapsed = time.perf_counter() - self.start
-        print(f"\n=== [{self.number}/{self.total}] {text} (elapsed {elapsed:.0f} s) ===", flush=True)
+        print(f"\n=== [{self.number}/{self.total}] {text} (elapsed {elapsed:.0f} s) ===",
+              flush=True)
 
 
 def _items(options: Sequence[Option]) -> List[str]:
@@ -255,7 +256,8 @@ def run_overfit(args: argparse.Namespace, data: CocoFiles, out_dir: Path) -> int
     shutil.rmtree(train_dir, ignore_errors=True)  # a stale log.json would be plotted
     start = time.perf_counter()
     checkpoint = train(config, data, train_dir, regime)
-    timings["training (tools/train.py, incl. in-training evaluations)"] = time.perf_counter() - start
+    train_key = "training (tools/train.py, incl. in-training evaluations)"
+    timings[train_key] = time.perf_counter() - start
     log_json = find_log_json(train_dir)
     points = read_train_log(log_json)
     marks = [(0, start_metrics["AP"]),
@@ -291,7 +293,7 @@ def run_overfit(args: argparse.Namespace, data: CocoFiles, out_dir: Path) -> int
                                     kpt_thr=args.kpt_thr,
                                     cfg_options=_items(regime.inference_options()))
     side_by_side = draw_side_by_side(config, image, people, poses,
-                                     out_dir / f"ground_truth_vs_prediction_{Path(args.image).stem}.png",
+                                     out_dir / f"ground_truth_vs_prediction_{image.stem}.png",
                                      kpt_thr=args.kpt_thr)
     timings["drawing"] = time.perf_counter() - start
 
@@ -306,7 +308,7 @@ def run_overfit(args: argparse.Namespace, data: CocoFiles, out_dir: Path) -> int
         "loss_last": losses[-1],
         "acc_pose_first": accuracies[0] if accuracies else None,
         "acc_pose_last": accuracies[-1] if accuracies else None,
-        "train_seconds": timings["training (tools/train.py, incl. in-training evaluations)"],
+        "train_seconds": timings[train_key],
         "train_iteration_seconds": iteration_seconds,
         "eval_seconds": timings["evaluation, ground-truth boxes"]
                         + timings["evaluation, detector boxes + flip test"],
@@ -315,7 +317,8 @@ def run_overfit(args: argparse.Namespace, data: CocoFiles, out_dir: Path) -> int
         "input_size": list(regime.input_size),
         "lr": regime.lr,
         "seed": regime.seed,
-        "config": str(config.relative_to(REPO_ROOT) if config.is_relative_to(REPO_ROOT) else config),
+        "config": str(config.relative_to(REPO_ROOT) if config.is_relative_to(REPO_ROOT)
+                      else config),
         "train_cfg_options": _items(train_options),
         "test_cfg_options_gt_boxes": _items(gt_options),
         "test_cfg_options_detector_boxes": _items(detector_options),

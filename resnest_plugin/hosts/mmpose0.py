@@ -24,7 +24,8 @@ from . import SCOPE, require_host
 require_host("mmpose0", "resnest_plugin.hosts.mmpose0 (imported by this config)")
 
 # Below: only after the host check, so the wrong stack fails with one line.
-from mmcv.runner.checkpoint import _get_mmcv_home, get_external_models, get_mmcls_models  # noqa: E402
+from mmcv.runner.checkpoint import (_get_mmcv_home, get_external_models,  # noqa: E402
+                                    get_mmcls_models)
 from mmcv.utils import Registry  # noqa: E402
 from mmpose.datasets.builder import DATASETS as MMPOSE_DATASETS  # noqa: E402
 from mmpose.models.builder import MODELS as MMPOSE_MODELS  # noqa: E402

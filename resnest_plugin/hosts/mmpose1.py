@@ -50,6 +50,9 @@ from .mmpose1_datasets import CheckedCocoDataset  # noqa: E402
 
 __all__ = ["CheckedCocoDataset", "DATASETS", "MODELS", "ResNeSt"]
 
+#: An ``init_cfg``: one initialiser config, several, or none.
+InitCfg = Optional[Union[Dict[str, Any], List[Dict[str, Any]]]]
+
 _LOCATION = __name__
 _PRETRAINED_KEYS = {"type", "checkpoint", "prefix", "map_location"}
 
@@ -85,8 +88,7 @@ class ResNeSt(CoreResNeSt):
         TypeError: For an ``init_cfg`` that is neither a dict, a list nor None.
     """
 
-    def __init__(self, *args: Any, init_cfg: Optional[Union[Dict[str, Any], List[Dict[str, Any]]]] = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, *args: Any, init_cfg: InitCfg = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if init_cfg is not None and not isinstance(init_cfg, (dict, list)):
             raise TypeError(f"init_cfg must be a dict, a list of dicts or None, got "
@@ -121,13 +123,13 @@ class ResNeSt(CoreResNeSt):
         return out if isinstance(out, tuple) else (out,)
 
 
-def _as_list(init_cfg: Optional[Union[Dict[str, Any], List[Dict[str, Any]]]]) -> List[Dict[str, Any]]:
+def _as_list(init_cfg: InitCfg) -> List[Dict[str, Any]]:
     if init_cfg is None:
         return []
     return list(init_cfg) if isinstance(init_cfg, list) else [init_cfg]
 
 
-def _pretrained_checkpoint(init_cfg: Optional[Union[Dict[str, Any], List[Dict[str, Any]]]]) -> Optional[str]:
+def _pretrained_checkpoint(init_cfg: InitCfg) -> Optional[str]:
     """The ``checkpoint`` of the ``Pretrained`` entry of ``init_cfg`` (``None`` without one)."""
     pretrained = [cfg for cfg in _as_list(init_cfg) if cfg.get("type") == "Pretrained"]
     if not pretrained:

@@ -27,7 +27,8 @@ b. CPU distributed training cannot start: mmengine 0.10.7's
    ``torch.cuda.set_device(local_rank)`` unconditionally, even with the gloo
    backend, so ``torchrun ... tools/train.py --launcher pytorch`` on a machine
    without a GPU dies with "Found no NVIDIA driver" (no upstream issue found;
-   the call is unconditional in every release up to 0.10.7). Without CUDA (and no other accelerator) the wrapper only
+   the call is unconditional in every release up to 0.10.7). Without CUDA
+   (and no other accelerator) the wrapper only
    initialises the process group; with CUDA it calls mmengine's own function.
    ``init_dist`` looks the function up at call time, and a config's
    ``custom_imports`` imports the plugin before the Runner initialises
@@ -65,15 +66,19 @@ def _history_buffer_statistic(owner: Any, name: str) -> Any:
 
     if owner is HistoryBuffer and name in _HISTORY_BUFFER_STATISTICS:
         return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(f"getattr({owner!r}, {name!r}) refused: a checkpoint may only name "
-                                 f"HistoryBuffer.{'/'.join(_HISTORY_BUFFER_STATISTICS)}")
+    raise pickle.UnpicklingError(f"getattr({owner!r}, {name!r}) refused: a checkpoint may only "
+                                 f"name HistoryBuffer.{'/'.join(_HISTORY_BUFFER_STATISTICS)}")
 
 _applied: List[str] = []
 #: The last mmengine release that calls torch.load without weights_only.
 _LAST_UNFIXED_MMENGINE = Version("0.10.7")
 
 
-def mmengine_checkpoint_globals() -> List[Union[Callable[..., Any], Tuple[Callable[..., Any], str]]]:
+#: An entry of torch's safe-globals list: the object, or the object and its pickled name.
+SafeGlobal = Union[Callable[..., Any], Tuple[Callable[..., Any], str]]
+
+
+def mmengine_checkpoint_globals() -> List[SafeGlobal]:
     """The globals an mmengine 0.10 Runner checkpoint names beyond tensors and containers.
 
     Returns:

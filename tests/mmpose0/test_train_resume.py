@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import pickle
 import re
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -27,6 +24,7 @@ import pytest
 import torch
 
 import resnest_plugin  # noqa: F401  (compat: numpy allow-list for torch.load below)
+from process_helpers import run_until_killed
 from tools_helpers import (REPO_ROOT, cfg_options_args, mini_coco_cfg_options, run_stock_tool,
                            stock_tool)
 
@@ -39,30 +37,13 @@ pytestmark = pytest.mark.slow
 def _run_until_killed(args: List[str], work_dir: Path, ready: Callable[[str], bool],
                       timeout: float = 1800) -> str:
     """Start tools/train.py, SIGKILL it once ``ready(log text)``; return the log."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    with open(work_dir / "killed_run.out", "w") as out:
-        proc = subprocess.Popen([sys.executable, str(stock_tool("train.py")), *args],
-                                cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                env=_env())
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                logs = sorted(work_dir.glob("*.log"))
-                text = logs[-1].read_text() if logs else ""
-                if ready(text):
-                    break
-                if proc.poll() is not None:
-                    raise AssertionError(f"train.py exited ({proc.returncode}) before the kill point:\n"
-                                         + (work_dir / "killed_run.out").read_text()[-3000:])
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"kill point not reached after {timeout} s:\n{text[-3000:]}")
-                time.sleep(0.5)
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"train.py ended by itself ({proc.returncode})"
-    return text
+
+    def read_log() -> str:
+        logs = sorted(work_dir.glob("*.log"))
+        return logs[-1].read_text() if logs else ""
+
+    return run_until_killed([sys.executable, str(stock_tool("train.py")), *args], work_dir,
+                            read_log, ready, cwd=REPO_ROOT, env=_env(), timeout=timeout)
 
 
 def _env() -> Dict[str, str]:

@@ -23,10 +23,8 @@ import json
 import math
 import os
 import pickle
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
@@ -37,6 +35,7 @@ import torch
 import resnest_plugin.hosts.mmpose1  # noqa: F401  (applies the mmengine#1655 fix in this process)
 from resnest_plugin.hosts import mmpose1_compat
 
+from process_helpers import run_until_killed
 from tools_helpers_mmpose1 import (CONFIG_R50, REPO_ROOT, cfg_options_args, mini_coco_cfg_options,
                                    newest_log, run_stock_tool, stock_tool, tool_env, train_scalars)
 
@@ -57,28 +56,9 @@ def _last_checkpoint(work_dir: Path) -> Path:
 def _run_until_killed(args: List[str], work_dir: Path, ready: Callable[[str], bool],
                       timeout: float = 600) -> str:
     """Start tools/train.py, SIGKILL it once ``ready(log text)``; return the log."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    with open(work_dir / "killed_run.out", "w") as out:
-        proc = subprocess.Popen([sys.executable, str(stock_tool("train.py")), *args],
-                                cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, env=tool_env())
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                text = newest_log(work_dir)
-                if ready(text):
-                    break
-                if proc.poll() is not None:
-                    raise AssertionError(f"train.py exited ({proc.returncode}) before the kill "
-                                         "point:\n" + (work_dir / "killed_run.out").read_text()[-3000:])
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"kill point not reached after {timeout} s:\n{text[-3000:]}")
-                time.sleep(0.2)
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"train.py ended by itself ({proc.returncode})"
-    return text
+    return run_until_killed([sys.executable, str(stock_tool("train.py")), *args], work_dir,
+                            lambda: newest_log(work_dir), ready, cwd=REPO_ROOT, env=tool_env(),
+                            timeout=timeout, poll=0.2)
 
 
 def _adam_steps(checkpoint: Dict[str, Any]) -> int:

@@ -10,7 +10,7 @@ Nothing on disk is edited: every fix is an attribute set at import time.
 Each :class:`Patch` is applied only when the installed versions have the
 bug (``packaging.version`` gates), at most once per process, and cites the
 upstream issue where the breakage is reported. The measurements behind them
-are in docs/STACK.md ("Known breakages at run time").
+are in docs/compatibility.md.
 
 Not fixable from here: ``tools/train.py`` / ``tools/test.py`` accept only
 ``--local_rank`` while ``python -m torch.distributed.launch`` (torch >= 2.0)

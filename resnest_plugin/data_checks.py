@@ -1,7 +1,7 @@
 """Pre-flight checks of a COCO-format keypoint dataset, with errors that name the bad file.
 
 What MMPose 0.29 + mmcv 1.7 + OpenCV 4.11 do on their own (measured;
-tests/test_data_errors.py keeps each case):
+tests/mmpose0/test_data_errors.py keeps each case):
 
 * missing image: ``FileNotFoundError`` naming the file, but only when the
   data loader reaches that sample (possibly hours into training);

@@ -169,11 +169,14 @@ else
   # The precompiled-header wrapper (scripts/pch_cxx.sh) is the compiler ninja
   # runs; it calls the user's $CXX (default c++) with the same flags.
   BUILD_ENV=()
+  COMPILER="${CXX:-c++} (RESNEST_PLUGIN_PCH=0: no precompiled header)"
   if [ "${RESNEST_PLUGIN_PCH:-1}" != "0" ]; then
     BUILD_ENV=("CXX=$REPO/scripts/pch_cxx.sh" "RESNEST_PLUGIN_REAL_CXX=${CXX:-c++}"
                "RESNEST_PLUGIN_PCH_DIR=$BUILD_ROOT/pch")
+    COMPILER="scripts/pch_cxx.sh around ${CXX:-c++} (precompiled header)"
   fi
-  echo "    source: $SRC; log: $LOG; precompiled header: ${RESNEST_PLUGIN_PCH:-1} (RESNEST_PLUGIN_PCH)"
+  echo "    source: $SRC; log: $LOG"
+  echo "    compiler: $COMPILER"
   (
     cd "$SRC"
     env "${BUILD_ENV[@]}" MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" FORCE_CUDA="${FORCE_CUDA:-0}" \

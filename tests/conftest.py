@@ -47,6 +47,21 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """This working tree's wheel, installed (not editable) into a ``--target`` folder.
+
+    Returns:
+        ``wheel`` (the file), ``target`` (the folder to put first on
+        ``PYTHONPATH``) and ``outside`` (a folder outside the clone to run from).
+    """
+    from wheel_helpers import build_wheel, copy_working_tree, install_wheel
+
+    root = tmp_path_factory.mktemp("wheel")
+    wheel = build_wheel(copy_working_tree(root / "src"), root / "wheelhouse")
+    return dict(wheel=wheel, target=install_wheel(wheel, root / "site"), outside=root)
+
+
+@pytest.fixture(scope="session")
 def coco_root() -> Path:
     """The bundled mini COCO (4 val2017 images, annotations, detector boxes)."""
     return DATA_ROOT

@@ -22,6 +22,7 @@ outside the venv alone.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import site
@@ -45,6 +46,7 @@ STACK = installed_host() or "mmpose0"
 
 _STAND_IN_SETUP = '''\
 """Stand-in for {name} {version}'s setup.py: one ops translation unit, mmcv's layout."""
+import json
 import os
 
 from setuptools import setup
@@ -239,3 +241,26 @@ def test_stand_in_is_shaped_like_the_real_sdist(tmp_path: Path) -> None:
     with tarfile.open(_write_stand_in_sdist(tmp_path, STACK)) as archive:
         setup_py = archive.extractfile(f"{name}-{version}/setup.py").read().decode()
     assert f"-std={std}" in setup_py
+
+
+def test_build_benchmark_runs_each_variant_through_the_cold_branch(tmp_path: Path) -> None:
+    """benchmarks/mmcv_build.py (the source of the README's build times) on the stand-in sdist."""
+    sdist = _write_stand_in_sdist(tmp_path, STACK)
+    out = tmp_path / "bench" / "mmcv_build.json"
+    env = dict(os.environ, PIP_NO_INDEX="1", TMPDIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "mmcv_build.py"), "--stack", STACK, "--sdist", str(sdist),
+         "--variants", "plain,pch", "--no-smoke", "--max-jobs", "2", "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert (data["dist"], data["version"]) == MMCV_SDISTS[STACK][:2]
+    rows = {row["variant"]: row for row in data["variants"]}
+    assert list(rows) == ["plain", "pch"]
+    for row in rows.values():
+        assert row["returncode"] == 0 and row["build_wall_s"] > 0 and row["cpu_s"] > 0
+        assert row["wheel_bytes"] > 0 and row["ext_bytes"] > 0
+    assert "given to 2 translation units, unusable in 0" in rows["pch"]["output_tail"]
+    assert "given to" not in rows["plain"]["output_tail"]
+    table = out.with_suffix(".md").read_text()
+    assert "| plain |" in table and "| pch |" in table

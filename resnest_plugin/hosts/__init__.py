@@ -14,12 +14,13 @@ explicitly, so a config of the other generation fails at once with
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 from typing import Optional
 
 from packaging.version import Version
 
-__all__ = ["HOSTS", "SCOPE", "SETUP_COMMANDS", "StackMismatchError", "installed_host",
-           "require_host"]
+__all__ = ["HOSTS", "PIP_INSTALLS", "SCOPE", "SETUP_COMMANDS", "StackMismatchError",
+           "installed_from_clone", "installed_host", "require_host", "stack_advice"]
 
 #: The scope of the plugin's child registries: configs say ``type='resnest_plugin.ResNeSt'``.
 SCOPE = "resnest_plugin"
@@ -30,6 +31,14 @@ HOSTS = {"mmpose0": "MMPose 0.x (mmpose 0.29.0, mmcv-full 1.7.0)",
 #: Host name -> the command that sets its stack up, and the interpreter it leaves.
 SETUP_COMMANDS = {"mmpose0": ("make setup", ".venv/bin/python"),
                   "mmpose1": ("make setup STACK=mmpose1", ".venv-mmpose1/bin/python")}
+#: Host name -> what a pip user installs into their own environment (docs/installation.md).
+PIP_INSTALLS = {
+    "mmpose0": ("pip install mmpose==0.29.0 mmdet==2.28.2 and mmcv-full==1.7.0 built for your torch "
+                "(torch >= 2.14 needs its C++ standard patched)"),
+    "mmpose1": ("pip install mmengine==0.10.7 mmpose==1.3.2 mmdet==3.3.0 and mmcv==2.1.0 built for "
+                "your torch (torch >= 2.14 needs its C++ standard patched)"),
+}
+_INSTALL_DOC = "docs/installation.md of resnest_plugin"
 
 
 class StackMismatchError(RuntimeError):
@@ -52,6 +61,32 @@ def installed_host() -> Optional[str]:
     return "mmpose0" if version.major == 0 else "mmpose1"
 
 
+def installed_from_clone() -> bool:
+    """Whether this package runs from a source checkout (editable install) rather than a wheel.
+
+    A checkout has ``scripts/setup_env.sh`` beside the package; an installed
+    wheel (site-packages, a ``--target`` folder) does not.
+    """
+    return (Path(__file__).resolve().parents[2] / "scripts" / "setup_env.sh").is_file()
+
+
+def stack_advice(host: str) -> str:
+    """What to run to get ``host``'s stack: the clone's set-up command, or the pip route.
+
+    Args:
+        host: ``"mmpose0"`` or ``"mmpose1"``.
+
+    Returns:
+        ``"set that stack up with `make setup` and run with .venv/bin/python"``
+        inside a checkout; the versions to pip-install (and the docs page)
+        for a wheel install, where there is no Makefile.
+    """
+    if installed_from_clone():
+        command, python = SETUP_COMMANDS[host]
+        return f"set that stack up with `{command}` and run with {python}"
+    return f"install it into this environment: {PIP_INSTALLS[host]}; see {_INSTALL_DOC}"
+
+
 def require_host(host: str, what: str) -> None:
     """Raise unless ``host`` is the installed MMPose generation.
 
@@ -71,7 +106,5 @@ def require_host(host: str, what: str) -> None:
         return
     version = installed_mmpose_version()
     have = f"mmpose {version} is installed" if version else "mmpose is not installed"
-    command, python = SETUP_COMMANDS[host]
-    raise StackMismatchError(
-        f"{what} needs {HOSTS[host]}, but {have} in this interpreter: set that stack up with "
-        f"`{command}` and run with {python}")
+    raise StackMismatchError(f"{what} needs {HOSTS[host]}, but {have} in this interpreter: "
+                             f"{stack_advice(host)}")

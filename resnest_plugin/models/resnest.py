@@ -17,15 +17,15 @@ from typing import Any, List, Optional, Sequence
 
 import torch
 import torch.utils.checkpoint as cp
-# mmcv's layer builders (the same in mmcv 1.7 and 2.1) give MMPose's norm names
-# and accept its conv_cfg / norm_cfg; no registry of MMPose is touched.
-from mmcv.cnn import build_conv_layer, build_norm_layer
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .arch import ARCH_SETTINGS, ResNeStArch
 from .fused_inference import conv_bn, is_foldable_norm, is_plain_conv, use_fused_inference
 from .initialisers import constant_init, kaiming_init
+# mmcv's layer builders where mmcv is installed (MMPose's norm names, its
+# conv_cfg / norm_cfg), a torch-only equivalent otherwise (.layers).
+from .layers import build_conv_layer, build_norm_layer
 from .split_attention import NamedChildCaller, SplitAttentionConv2d, is_channels_last
 from .weights import load_pretrained
 
@@ -502,8 +502,9 @@ class ResNeSt(nn.Module):
                 "ResNeSt got a training batch of 1 sample: its split attention applies BatchNorm "
                 "after global pooling, where one sample gives one value per channel and BatchNorm "
                 "cannot compute a variance (zhanghang1989/ResNeSt#35). Use batches of >= 2 samples "
-                "(in MMPose: data=dict(train_dataloader=dict(drop_last=True)) so the last partial "
-                "batch is dropped), or norm_eval=True, or norm_cfg=dict(type='GN', num_groups=...).")
+                "and drop the last partial batch (MMPose 0.x: data=dict(train_dataloader=dict("
+                "drop_last=True)); MMPose 1.x: train_dataloader=dict(drop_last=True)), or "
+                "norm_eval=True, or norm_cfg=dict(type='GN', num_groups=...).")
 
     def forward(self, x: torch.Tensor) -> Any:
         """Compute the features of the stages named by ``out_indices``.

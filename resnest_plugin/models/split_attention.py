@@ -18,11 +18,11 @@ from typing import Any, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmcv.cnn import build_conv_layer, build_norm_layer
 from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .fused_inference import conv_bn, is_foldable_norm, is_plain_conv
+from .layers import build_conv_layer, build_norm_layer
 
 __all__ = [
     "NamedChildCaller", "RadixSoftmax", "Radix2WeightedSum", "SplitAttentionConv2d", "is_channels_last",

@@ -26,7 +26,7 @@ Formats (detected from the keys; ``source`` overrides detection):
   at ``downsample.{1,2}`` where ours sit at ``downsample.{0,1}``.
 
 Arithmetic compared with ours (all reach 1e-5 on random weights, see
-``tests/test_checkpoint_compat.py``):
+``tests/mmpose0/test_checkpoint_compat.py``):
 
 * Split attention: official and timm sum the radix splits and then pool;
   ours pools and then sums (equal up to float rounding). The radix softmax

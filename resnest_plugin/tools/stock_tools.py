@@ -54,8 +54,10 @@ def mmpose_mim_dir() -> Path:
     """
     spec = importlib.util.find_spec("mmpose")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("mmpose is not installed in this interpreter "
-                                f"({sys.executable}); run `make setup`")
+        from ..hosts import stack_advice
+
+        raise FileNotFoundError(f"mmpose is not installed in this interpreter ({sys.executable}): "
+                                f"{stack_advice('mmpose0')}")
     mim_dir = Path(list(spec.submodule_search_locations)[0]) / ".mim"
     if not mim_dir.is_dir():
         raise FileNotFoundError(f"{mim_dir} does not exist: expected the tools and configs that "

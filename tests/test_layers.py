@@ -33,6 +33,15 @@ def test_unknown_norm_type_names_it_and_the_accepted_types(mmcv_present: bool,
     assert "'XN'" in message and "'BN'" in message and "'GN'" in message and "'SyncBN'" in message
 
 
+def test_unknown_norm_type_through_the_hosts_registry_names_it() -> None:
+    """As MMPose's tools build it (0.x used to say "Unrecognized norm type XN"; 1.x "Cannot find None")."""
+    from host_helpers import build_from_config
+
+    with pytest.raises(ValueError) as error:
+        build_from_config(dict(type="resnest_plugin.ResNeSt", depth=50, norm_cfg=dict(type="XN")))
+    assert "'XN'" in str(error.value) and "'BN'" in str(error.value)
+
+
 def test_norm_cfg_without_a_type_is_named() -> None:
     with pytest.raises(ValueError, match=r"norm_cfg=\{'requires_grad': True\}: expected a dict with a 'type'"):
         layers.build_norm_layer(dict(requires_grad=True), 8)

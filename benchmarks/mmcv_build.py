@@ -121,7 +121,8 @@ def measure_variant(stack: str, variant: str, sdist: Path, scratch: Path,
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     steps = [line.split("\t", 1) for line in times.read_text().splitlines()] if times.exists() else []
-    build = [float(seconds) for seconds, name in steps if "mmcv" in name]
+    name, version = SDISTS[stack]
+    build = [float(seconds) for seconds, step in steps if step.startswith(f"{name} {version}")]
     wheels = list((scratch / "cache").rglob("*.whl"))
     ext = list((venv / "lib").glob("python*/site-packages/mmcv/_ext*.so"))
     ops: Optional[str] = None

@@ -1,9 +1,24 @@
-"""``--cfg-options`` command lines for the stock tools of both MMPose generations."""
+"""The stock tools of both MMPose generations: where they are, and their ``--cfg-options`` lines."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, List, Mapping
 
-__all__ = ["cfg_options_args", "format_value"]
+from resnest_plugin.stock_tools import stock_script
+
+__all__ = ["cfg_options_args", "format_value", "stock_tool"]
+
+
+def stock_tool(name: str) -> Path:
+    """Path of MMPose's ``tools/<name>`` in the installed package (:func:`stock_script`).
+
+    Args:
+        name: File name under ``mmpose/.mim/tools``, e.g. ``"train.py"``.
+
+    Raises:
+        FileNotFoundError: If the installed mmpose has no such tool.
+    """
+    return stock_script(f"tools/{name}")
 
 
 def format_value(value: Any) -> str:

@@ -34,13 +34,12 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from resnest_plugin.tools.ap_table import parse_test_output
+from resnest_plugin.coco_metrics import (DEFAULT_TOLERANCE, all_within, compare, format_comparison,
+                                         parse_test_output)
 from resnest_plugin.tools.checkpoint_check import check_checkpoint
 from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, coco_val2017, content_problems
-from resnest_plugin.tools.comparison import (DEFAULT_TOLERANCE, all_within, compare,
-                                             format_comparison)
 from resnest_plugin.tools.model_zoo import MODEL_NAMES, ZooModel, zoo_models
-from resnest_plugin.tools.stock_tools import run_stock_script, stock_script
+from resnest_plugin.stock_tools import run_stock_script, stock_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs" / "top_down" / "resnest" / "coco"

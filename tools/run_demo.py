@@ -39,14 +39,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from resnest_plugin.tools.ap_table import format_ap_table, parse_test_output
+from resnest_plugin.coco_metrics import format_ap_table, parse_test_output
 from resnest_plugin.tools.checkpoint_check import check_checkpoint
 from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, content_problems, mini_coco
 from resnest_plugin.tools.demo_regime import TRAIN_SET, DemoRegime, Option, options_text
 from resnest_plugin.tools.initial_checkpoint import write_initial_checkpoint
 from resnest_plugin.tools.skeletons import (detector_boxes, draw_side_by_side, draw_skeletons,
                                             ground_truth_people)
-from resnest_plugin.tools.stock_tools import run_stock_script, stock_script
+from resnest_plugin.stock_tools import run_stock_script, stock_script
 from resnest_plugin.tools.training_log import (find_log_json, plot_loss_curve, read_train_log,
                                                read_val_log)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Iterable, Mapping
 
-from .stock_tools import mmpose_mim_dir
+from ..stock_tools import mmpose_mim_dir
 
 __all__ = ["MODEL_NAMES", "ZooModel", "zoo_models", "YML_TO_TEST_KEYS"]
 

@@ -29,7 +29,7 @@ from resnest_plugin.data_checks import (CorruptDataError, MissingDataError,
 from resnest_plugin.datasets.checked_coco import DataPipelineError
 from resnest_plugin.tools.checkpoint_check import check_checkpoint, main as checkpoint_main
 from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, mini_coco
-from resnest_plugin.tools.stock_tools import run_stock_script, stock_script
+from resnest_plugin.stock_tools import run_stock_script, stock_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "configs" / "top_down" / "resnest" / "coco"

@@ -26,7 +26,7 @@ from mmcv import Config
 from mmcv.runner import save_checkpoint
 from mmpose.models import build_posenet
 
-from resnest_plugin.tools.stock_tools import run_stock_script, stock_script
+from resnest_plugin.stock_tools import run_stock_script, stock_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POSE_CONFIG = REPO_ROOT / "configs/top_down/resnest/coco/resnest50_coco_256x192.py"

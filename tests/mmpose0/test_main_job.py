@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from resnest_plugin.tools.ap_table import AP_KEYS
+from resnest_plugin.coco_metrics import COCO_KEYPOINT_STATS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_DEMO = REPO_ROOT / "tools" / "run_demo.py"
@@ -99,13 +99,13 @@ def test_demo_ap_table_has_every_coco_key(demo_run) -> None:
     out_dir, result = demo_run
     table = (out_dir / "ap_table.md").read_text()
     header = next(line for line in table.splitlines() if line.startswith("| run |"))
-    assert [c.strip() for c in header.strip("|").split("|")][1:] == list(AP_KEYS)
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == list(COCO_KEYPOINT_STATS)
     rows = [line for line in table.splitlines() if line.startswith("| before training")
             or line.startswith(f"| after {ITERATIONS} iterations")]
     assert len(rows) == 3
     for row in rows:
         values = [float(c) for c in row.strip("|").split("|")[1:]]
-        assert len(values) == len(AP_KEYS) and all(0.0 <= v <= 1.0 for v in values)
+        assert len(values) == len(COCO_KEYPOINT_STATS) and all(0.0 <= v <= 1.0 for v in values)
         assert row in result.stdout  # the table is also printed
 
 
@@ -166,7 +166,7 @@ def test_demo_rejects_a_missing_checkpoint(tmp_path: Path) -> None:
 def test_run_stock_script_keeps_output_and_names_the_failure(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture
                                                              ) -> None:
-    from resnest_plugin.tools.stock_tools import StockToolError, run_stock_script
+    from resnest_plugin.stock_tools import StockToolError, run_stock_script
 
     script = tmp_path / "tool.py"
     script.write_text("import sys\nprint('step 1')\nprint('boom', file=sys.stderr)\nsys.exit(3)\n")

@@ -27,11 +27,9 @@ from mmpose.models import build_posenet
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from resnest_plugin.tools.ap_table import AP_KEYS, parse_test_output
 from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, mini_coco
-from resnest_plugin.tools.comparison import all_within, compare, format_comparison
 from resnest_plugin.tools.model_zoo import MODEL_NAMES, zoo_models
-from resnest_plugin.tools.stock_tools import mmpose_config, run_stock_script, stock_script
+from resnest_plugin.stock_tools import mmpose_config, run_stock_script, stock_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUR_CONFIG = REPO_ROOT / "configs/top_down/resnest/coco/resnest50_coco_256x192.py"
@@ -124,29 +122,6 @@ def test_zoo_numbers_come_from_mmpose_model_index() -> None:
         "resnest50_coco_256x192-6e65eece_20210320.pth"
     assert set(models["resnest101_coco_384x288"].metrics) == {"AP", "AP .5", "AP .75", "AR",
                                                               "AR .5"}
-
-
-def test_comparison_tolerance_and_table() -> None:
-    expected = {"a": {"AP": 0.721, "AR": 0.776}, "b": {"AP": 0.737}}
-    within = compare({"a": {"AP": 0.723, "AR": 0.7}, "b": {"AP": 0.7351}}, expected)
-    assert all_within(within) and [round(c.ap_diff, 4) for c in within] == [0.002, -0.0019]
-    outside = compare({"a": {"AP": 0.7185}}, expected)
-    assert not all_within(outside) and not all_within([])
-    table = format_comparison(within + outside)
-    assert "| a | 0.723 / 0.721 |" in table and "NO (> 0.002)" in table
-    with pytest.raises(ValueError, match="no published AP for model 'c'"):
-        compare({"c": {"AP": 0.5}}, expected)
-    with pytest.raises(ValueError, match="tolerance -0.1 is negative"):
-        compare({"a": {"AP": 0.5}}, expected, tolerance=-0.1)
-
-
-def test_parse_test_output_reads_the_ten_statistics() -> None:
-    output = "\n".join(["noise", " Average Precision  (AP) @[ IoU=0.50:0.95 ...] =  0.721"] +
-                       [f"{key}: 0.{i}" for i, key in enumerate(sorted(AP_KEYS))])
-    metrics = parse_test_output(output)
-    assert list(metrics) == list(AP_KEYS) and metrics["AP"] == 0.0 and metrics["AR .75"] == 0.9
-    with pytest.raises(ValueError, match="lacks the COCO statistics"):
-        parse_test_output("AP: 0.5\n")
 
 
 def _reproduce(*args: str) -> subprocess.CompletedProcess:

@@ -9,49 +9,21 @@ Example:
     >>> options = mini_coco_cfg_options(coco_root, total_epochs=2)
     >>> proc = run_stock_tool("train.py", [str(config), "--work-dir", str(work_dir),
     ...                                    *cfg_options_args(options)])
-    >>> metrics = parse_coco_metrics(run_stock_tool("test.py", [...]).stdout)
+    >>> metrics = parse_test_output(run_stock_tool("test.py", [...]).stdout)
 """
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-import mmpose
+from cli_helpers import cfg_options_args, stock_tool  # noqa: F401  (re-exported for the tests)
 
-from cli_helpers import cfg_options_args  # noqa: F401  (re-exported for the tests)
+__all__ = ["cfg_options_args", "mini_coco_cfg_options", "run_stock_tool", "stock_tool"]
 
-__all__ = ["COCO_METRICS", "MMPOSE_TOOLS", "cfg_options_args", "mini_coco_cfg_options",
-           "parse_coco_metrics", "run_stock_tool", "stock_tool"]
-
-MMPOSE_TOOLS = Path(mmpose.__file__).parent / ".mim" / "tools"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-# Printed by tools/test.py (``print(f'{k}: {v}')``) from TopDownCocoDataset.evaluate.
-COCO_METRICS = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)",
-                "AR (L)")
-
-
-def stock_tool(name: str) -> Path:
-    """Path of one of MMPose's stock tools in the installed package.
-
-    Args:
-        name: File name under ``mmpose/.mim/tools``, e.g. ``"train.py"``.
-
-    Returns:
-        The absolute path.
-
-    Raises:
-        FileNotFoundError: If the installed mmpose has no such tool.
-    """
-    path = MMPOSE_TOOLS / name
-    if not path.is_file():
-        raise FileNotFoundError(f"MMPose tool {name!r} not found at {path}; "
-                                f"available: {sorted(p.name for p in MMPOSE_TOOLS.iterdir())}")
-    return path
 
 
 def mini_coco_cfg_options(
@@ -157,20 +129,3 @@ def run_stock_tool(tool: str, args: Sequence[str], *, cwd: Optional[Path] = None
     full_env.update(env or {})
     return subprocess.run([sys.executable, str(stock_tool(tool)), *args], cwd=cwd or REPO_ROOT,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
-
-
-def parse_coco_metrics(stdout: str) -> Dict[str, float]:
-    """The COCO keypoint metrics tools/test.py prints (``AP: 0.123`` lines).
-
-    Args:
-        stdout: Standard output of tools/test.py.
-
-    Returns:
-        ``{metric: value}`` for every name of :data:`COCO_METRICS` found.
-    """
-    metrics: Dict[str, float] = {}
-    for name in COCO_METRICS:
-        match = re.search(rf"^{re.escape(name)}: ([-0-9.e]+)$", stdout, flags=re.MULTILINE)
-        if match:
-            metrics[name] = float(match.group(1))
-    return metrics

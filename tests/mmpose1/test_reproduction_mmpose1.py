@@ -22,8 +22,8 @@ from mmpose.registry import MODELS
 from mmpose.utils import register_all_modules
 
 from model_helpers import randomise
-from tools_helpers_mmpose1 import (CONFIG_R50, cfg_options_args, mini_coco_cfg_options,
-                                   parse_test_metrics, run_stock_tool)
+from resnest_plugin.coco_metrics import parse_test_output
+from tools_helpers_mmpose1 import CONFIG_R50, cfg_options_args, mini_coco_cfg_options, run_stock_tool
 
 MMPOSE_CONFIG = (Path(mmpose.__file__).parent / ".mim" / "configs" / "body_2d_keypoint" /
                  "topdown_heatmap" / "coco" / CONFIG_R50.name)
@@ -56,7 +56,7 @@ def test_stock_test_gives_identical_keypoints_with_mmpose_config_and_ours(coco_r
                                          str(tmp_path / f"work_{label}"), *cfg_options_args(options)])
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
         keypoints = json.loads((tmp_path / f"{label}.keypoints.json").read_text())
-        results[label] = (keypoints, parse_test_metrics(run.stdout + run.stderr))
+        results[label] = (keypoints, parse_test_output(run.stdout + run.stderr))
     (theirs, their_metrics), (ours, our_metrics) = results["mmpose"], results["ours"]
     assert len(theirs) == len(ours) > 0
     key = lambda r: (r["image_id"], r["score"])  # noqa: E731

@@ -17,43 +17,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import mmpose
+from cli_helpers import cfg_options_args, stock_tool  # noqa: F401  (re-exported for the tests)
 
-from cli_helpers import cfg_options_args  # noqa: F401  (re-exported for the tests)
-
-__all__ = ["CONFIG_R50", "MMPOSE_TOOLS", "REPO_ROOT", "cfg_options_args", "mini_coco_cfg_options",
-           "newest_log", "parse_test_metrics", "run_stock_tool", "stock_tool", "tool_env",
+__all__ = ["CONFIG_R50", "REPO_ROOT", "cfg_options_args", "mini_coco_cfg_options",
+           "newest_log", "run_stock_tool", "stock_tool", "tool_env",
            "train_scalars"]
 
-MMPOSE_TOOLS = Path(mmpose.__file__).parent / ".mim" / "tools"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_R50 = (REPO_ROOT / "configs" / "body_2d_keypoint" / "topdown_heatmap" / "coco"
               / "td-hm_resnest50_8xb64-210e_coco-256x192.py")
-
-
-def stock_tool(name: str) -> Path:
-    """Path of one of MMPose 1.x's stock tools in the installed wheel.
-
-    Args:
-        name: File name under ``mmpose/.mim/tools``, e.g. ``"train.py"``.
-
-    Returns:
-        The absolute path.
-
-    Raises:
-        FileNotFoundError: If the installed mmpose has no such tool.
-    """
-    path = MMPOSE_TOOLS / name
-    if not path.is_file():
-        raise FileNotFoundError(f"MMPose tool {name!r} not found at {path}; "
-                                f"available: {sorted(p.name for p in MMPOSE_TOOLS.iterdir())}")
-    return path
 
 
 def _pipeline_index(pipeline: Sequence[Mapping[str, Any]], transform: str) -> int:
@@ -220,22 +197,3 @@ def train_scalars(work_dir: Path) -> List[Dict[str, Any]]:
     for path in sorted(Path(work_dir).glob("*/vis_data/scalars.json")):
         records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r for r in records if "loss" in r]
-
-
-_METRIC = re.compile(r"(coco/[^:]+): (-?[0-9.]+(?:e-?[0-9]+)?)")
-
-
-def parse_test_metrics(text: str) -> Dict[str, float]:
-    """The ``coco/...`` metrics of the last ``Epoch(test)`` line of tools/test.py's output.
-
-    Args:
-        text: stdout + stderr of tools/test.py (mmengine logs to stdout).
-
-    Returns:
-        ``{"coco/AP": ..., "coco/AR": ..., ...}`` (empty if no such line).
-    """
-    lines = [line for line in text.splitlines() if "Epoch(test)" in line and "coco/AP" in line]
-    if not lines:
-        return {}
-    metrics = lines[-1].split("Epoch(test)", 1)[1]
-    return {name.strip(): float(value) for name, value in _METRIC.findall(metrics)}

@@ -1,10 +1,12 @@
 """Locate and run MMPose's stock scripts (``tools/train.py``, ``tools/test.py``, demos).
 
-The pip wheel of MMPose 0.29 ships its tools, demos and configs inside the
-installed package, under ``site-packages/mmpose/.mim/`` (that is where
-``mim train mmpose`` finds them). The jobs of this repository run those
-files unmodified, as subprocesses, so that what they prove is what a user
-running MMPose's own commands gets.
+The pip wheels of both MMPose generations (0.29 and 1.3) ship their tools,
+demos and configs inside the installed package, under
+``site-packages/mmpose/.mim/`` (that is where ``mim train mmpose`` finds
+them). The jobs and tests of this repository find them here, in one place,
+and run those files unmodified, as subprocesses, so that what they prove is
+what a user running MMPose's own commands gets. Host-free: it reads where
+``mmpose`` is installed without importing it.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
+
+from .hosts import stack_advice
 
 __all__ = [
     "StockToolError", "ToolRun", "mmpose_mim_dir", "mmpose_config", "stock_script",
@@ -54,14 +58,13 @@ def mmpose_mim_dir() -> Path:
     """
     spec = importlib.util.find_spec("mmpose")
     if spec is None or not spec.submodule_search_locations:
-        from ..hosts import stack_advice
-
         raise FileNotFoundError(f"mmpose is not installed in this interpreter ({sys.executable}): "
-                                f"{stack_advice('mmpose0')}")
+                                f"for MMPose 0.x {stack_advice('mmpose0')}; for MMPose 1.x "
+                                f"{stack_advice('mmpose1')}")
     mim_dir = Path(list(spec.submodule_search_locations)[0]) / ".mim"
     if not mim_dir.is_dir():
         raise FileNotFoundError(f"{mim_dir} does not exist: expected the tools and configs that "
-                                "the mmpose 0.29.0 wheel ships under mmpose/.mim")
+                                "the mmpose 0.29.0 and 1.3.2 wheels ship under mmpose/.mim")
     return mim_dir
 
 
@@ -73,11 +76,13 @@ def stock_script(relative_path: str) -> Path:
             ``"tools/train.py"`` or ``"demo/top_down_img_demo_with_mmdet.py"``.
 
     Raises:
-        FileNotFoundError: Naming the missing script.
+        FileNotFoundError: Naming the missing script and the scripts beside it.
     """
     path = mmpose_mim_dir() / relative_path
     if not path.is_file():
-        raise FileNotFoundError(f"MMPose script {relative_path!r} not found at {path}")
+        beside = sorted(p.name for p in path.parent.iterdir()) if path.parent.is_dir() else []
+        raise FileNotFoundError(f"MMPose script {relative_path!r} not found at {path}; "
+                                f"found there: {beside}")
     return path
 
 

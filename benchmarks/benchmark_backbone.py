@@ -44,8 +44,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    IMPLEMENTATIONS, Measurement, build_backbone, count_macs, display_name, interleaved, machine_summary,
-    make_training_step, parse_size, set_mode, synchronize)
+    IMPLEMENTATIONS, build_backbone, count_macs, display_name, interleaved, machine_summary,
+    make_training_step, parse_size, set_mode)
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("forward", "train", "memory", "onnx", "tools")

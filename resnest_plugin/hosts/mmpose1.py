@@ -152,12 +152,12 @@ def _pretrained_checkpoint(init_cfg: InitCfg) -> Optional[str]:
 
 MODELS = _child_registry(MMPOSE_MODELS)
 DATASETS = _child_registry(MMPOSE_DATASETS)
-if "ResNeSt" in MODELS.module_dict:
-    # importlib.reload: keep the registered class (no second registration, no
-    # force=True), so resnest_plugin.ResNeSt stays the class configs build.
-    ResNeSt = MODELS.module_dict["ResNeSt"]  # type: ignore[misc]  # noqa: F811
-else:
+if "ResNeSt" not in MODELS.module_dict:
     MODELS.register_module(name="ResNeSt", module=ResNeSt)
+# After importlib.reload the registry keeps the first class (no second
+# registration, no force=True): this module's name follows it, so
+# resnest_plugin.ResNeSt stays the class configs build.
+ResNeSt = MODELS.module_dict["ResNeSt"]  # type: ignore[misc]
 if "CheckedCocoDataset" not in DATASETS.module_dict:
     DATASETS.register_module(name="CheckedCocoDataset", module=CheckedCocoDataset)
 set_host_services(HostServices("mmpose1", zoo_tables(get_mmcls_models, get_external_models),

@@ -29,6 +29,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, mini_coco
 from resnest_plugin.tools.model_zoo import MODEL_NAMES, zoo_models
+from resnest_plugin.coco_metrics import parse_test_output
 from resnest_plugin.stock_tools import mmpose_config, run_stock_script, stock_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ The functions below check each of these up front and raise
 :class:`MissingDataError` (a ``FileNotFoundError``) or
 :class:`CorruptDataError` (a ``ValueError``) whose message names the file,
 the config field it came from and what was expected.
-:class:`resnest_plugin.datasets.CheckedTopDownCocoDataset` runs them when
+:class:`resnest_plugin.hosts.mmpose0.datasets.CheckedTopDownCocoDataset` runs them when
 a dataset is built and when each sample is loaded.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The machinery of the hosts' version-gated compatibility fixes (no fix lives here).
 
-Each host's compat module (:mod:`resnest_plugin.compat` for MMPose 0.x,
-:mod:`resnest_plugin.hosts.mmpose1_compat` for 1.x) lists its
+Each host's compat module (:mod:`resnest_plugin.hosts.mmpose0.compat` for MMPose 0.x,
+:mod:`resnest_plugin.hosts.mmpose1.compat` for 1.x) lists its
 :class:`Patch` es; :func:`apply_patches` installs those the installed
 versions need, at most once per process. Nothing on disk is edited: every
 fix is an attribute set or an allow-list entry made at import time.

@@ -33,7 +33,7 @@ CI = ".ci/run"
 
 _MAIN_JOB = "tests/mmpose0/test_main_job.py"
 _STOCK0 = "tests/mmpose0/test_stock_tools.py"
-_STOCK1 = "tests/mmpose1/test_stock_tools_mmpose1.py"
+_STOCK1 = "tests/mmpose1/test_stock_tools.py"
 _WHEEL0 = "tests/mmpose0/test_wheel_install.py"
 _DIST = "tests/test_distribution.py"
 _SETUP = "tests/test_setup_script.py"
@@ -116,7 +116,7 @@ TESTED_BY: Dict[str, str] = {
     "python $TOOLS/train.py "
     "configs/body_2d_keypoint/topdown_heatmap/coco/td-hm_resnest50_8xb64-210e_coco-256x192.py "
     "--work-dir work_dirs/r50 --resume --cfg-options model.backbone.init_cfg=None":
-        "tests/mmpose1/test_train_resume_mmpose1.py::test_sigkill_mid_epoch_then_resume_finishes",
+        "tests/mmpose1/test_train_resume.py::test_sigkill_mid_epoch_then_resume_finishes",
     "python $TOOLS/test.py "
     "configs/body_2d_keypoint/topdown_heatmap/coco/td-hm_resnest50_8xb64-210e_coco-256x192.py "
     "work_dirs/r50/epoch_210.pth":
@@ -134,7 +134,7 @@ TESTED_BY: Dict[str, str] = {
     "td-hm_resnest50_8xb64-210e_coco-256x192.py', pose2d_weights='work_dirs/r50/epoch_210.pth', "
     "device='cpu', det_model='whole_image'); "
     "next(r('tests/data/coco/000000196141.jpg', vis_out_dir='outputs/vis1x'))\"":
-        "tests/mmpose1/test_inferencer_mmpose1.py::"
+        "tests/mmpose1/test_inferencer.py::"
         "test_inferencer_without_detector_draws_a_skeleton_on_the_bundled_image",
     'MMPOSE=$(python -c "import os, mmpose; print(os.path.dirname(mmpose.__file__))")':
         "tests/mmpose0/test_demo_mmdet.py::test_mmpose_demo_script_with_mmdet_writes_the_picture",
@@ -161,9 +161,9 @@ TESTED_BY: Dict[str, str] = {
     "--out-dir outputs/demo-ckpt":
         f"{_MAIN_JOB}::test_demo_with_a_checkpoint_skips_training",
     # --- docs/checkpoints-and-data-errors.md --------------------------------------------
-    "python -m resnest_plugin.models.weights convert resnest101e.pth resnest101_mmpose.pth":
-        "tests/mmpose0/test_checkpoint_compat.py::test_convert_cli_writes_a_strictly_loadable_state_dict",
-    "python -m resnest_plugin.tools.checkpoint_check "
+    "python -m resnest_plugin.weights convert resnest101e.pth resnest101_mmpose.pth":
+        "tests/test_weights.py::test_convert_cli_writes_a_strictly_loadable_state_dict",
+    "python -m resnest_plugin.hosts.mmpose0.checkpoint_check "
     "configs/top_down/resnest/coco/resnest50_coco_256x192.py work_dirs/r50/latest.pth":
         "tests/mmpose0/test_data_errors.py::test_checkpoint_check_command_exit_status",
     # --- docs/benchmarks.md -------------------------------------------------------------

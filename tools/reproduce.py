@@ -36,9 +36,9 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from resnest_plugin.coco_metrics import (DEFAULT_TOLERANCE, all_within, compare, format_comparison,
                                          parse_test_output)
-from resnest_plugin.tools.checkpoint_check import check_checkpoint
-from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, coco_val2017, content_problems
-from resnest_plugin.tools.model_zoo import MODEL_NAMES, ZooModel, zoo_models
+from resnest_plugin.hosts.mmpose0.checkpoint_check import check_checkpoint
+from resnest_plugin.hosts.mmpose0.coco_files import CocoFiles, cfg_options, coco_val2017, content_problems
+from resnest_plugin.hosts.mmpose0.model_zoo import MODEL_NAMES, ZooModel, zoo_models
 from resnest_plugin.stock_tools import run_stock_script, stock_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     expected = load_expected(args.expected, models)
     for name, checkpoint in checkpoints.items():
         report = check_checkpoint(CONFIG_DIR / f"{name}.py", checkpoint)
-        if not report.ok:
+        if not report.is_clean:
             print(f"error: {name}: {report.summary()}", file=sys.stderr)
             return EXIT_BAD_INPUT
 

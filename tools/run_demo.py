@@ -9,7 +9,7 @@ detector boxes; ``tests/data/coco``), on CPU, in about ten minutes:
 2. train our ResNeSt-50 config from random initialisation with the
    unmodified ``tools/train.py`` in an **overfitting regime** - all 12
    people in one batch, 128x96 input, augmentation off, lr 2e-3
-   (:mod:`resnest_plugin.tools.demo_regime`: every deviation from the
+   (:mod:`resnest_plugin.hosts.mmpose0.demo.regime`: every deviation from the
    recipe is a printed ``--cfg-options`` item with its reason) - evaluating
    on the same people every few iterations;
 3. evaluate the last checkpoint with ``tools/test.py`` on the ground-truth
@@ -40,14 +40,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from resnest_plugin.coco_metrics import format_ap_table, parse_test_output
-from resnest_plugin.tools.checkpoint_check import check_checkpoint
-from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, content_problems, mini_coco
-from resnest_plugin.tools.demo_regime import TRAIN_SET, DemoRegime, Option, options_text
-from resnest_plugin.tools.initial_checkpoint import write_initial_checkpoint
-from resnest_plugin.tools.skeletons import (detector_boxes, draw_side_by_side, draw_skeletons,
+from resnest_plugin.hosts.mmpose0.checkpoint_check import check_checkpoint
+from resnest_plugin.hosts.mmpose0.coco_files import CocoFiles, cfg_options, content_problems, mini_coco
+from resnest_plugin.hosts.mmpose0.demo.regime import TRAIN_SET, DemoRegime, Option, options_text
+from resnest_plugin.hosts.mmpose0.demo.initial_checkpoint import write_initial_checkpoint
+from resnest_plugin.hosts.mmpose0.demo.skeletons import (detector_boxes, draw_side_by_side, draw_skeletons,
                                             ground_truth_people)
 from resnest_plugin.stock_tools import run_stock_script, stock_script
-from resnest_plugin.tools.training_log import (find_log_json, plot_loss_curve, read_train_log,
+from resnest_plugin.hosts.mmpose0.demo.training_log import (find_log_json, plot_loss_curve, read_train_log,
                                                read_val_log)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -199,7 +199,7 @@ def run_checkpoint(args: argparse.Namespace, data: CocoFiles, out_dir: Path) -> 
     note = CHECKPOINT_NOTE.format(checkpoint=checkpoint)
     print(note, flush=True)
     report = check_checkpoint(config, checkpoint)
-    if not report.ok:
+    if not report.is_clean:
         print(f"error: {report.summary()}\nPick the config that matches the checkpoint "
               "with --config.", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@
 # epoch (tools/run_demo.py sets `data.train.times` and `data.shuffle=False`,
 # so every batch is still exactly the 12 people) pays the sleep once per
 # `times` iterations. Everything else the demo changes is passed as
-# --cfg-options on the stock tools and printed (resnest_plugin/tools/demo_regime.py).
+# --cfg-options on the stock tools and printed (resnest_plugin/hosts/mmpose0/demo/regime.py).
 _base_ = ['../top_down/resnest/coco/resnest50_coco_256x192.py']
 
 data = dict(

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from importlib import metadata
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from packaging.version import Version
 
-__all__ = ["HOSTS", "PIP_INSTALLS", "SCOPE", "SETUP_COMMANDS", "StackMismatchError",
+__all__ = ["HOSTS", "child_registry", "register_once", "PIP_INSTALLS", "SCOPE", "SETUP_COMMANDS", "StackMismatchError",
            "installed_from_clone", "installed_host", "require_host", "stack_advice"]
 
 #: The scope of the plugin's child registries: configs say ``type='resnest_plugin.ResNeSt'``.
@@ -108,3 +108,49 @@ def require_host(host: str, what: str) -> None:
     have = f"mmpose {version} is installed" if version else "mmpose is not installed"
     raise StackMismatchError(f"{what} needs {HOSTS[host]}, but {have} in this interpreter: "
                              f"{stack_advice(host)}")
+
+
+_Registered = TypeVar("_Registered")
+
+
+def child_registry(parent: Any, make: Callable[..., Any]) -> Any:
+    """Return the ``resnest_plugin``-scoped child of one of MMPose's registries, creating it once.
+
+    Both mmcv 1.x and mmengine assert that a scope is added to a parent only
+    once, so a second creation (``importlib.reload`` of a host) reuses the
+    existing child. The registry class differs per generation: the host
+    passes its own constructor.
+
+    Args:
+        parent: An MMPose registry (``MODELS``, ``DATASETS``) of the host's generation.
+        make: Builds the child: ``make(name, parent=..., scope=...)``, e.g.
+            ``mmcv.utils.Registry`` or a ``functools.partial`` of mmengine's
+            ``Registry`` with its ``locations``.
+
+    Returns:
+        The child registry, named like its parent.
+    """
+    existing = parent.children.get(SCOPE)
+    if existing is not None:
+        return existing
+    return make(parent.name, parent=parent, scope=SCOPE)
+
+
+def register_once(registry: Any, name: str, module: _Registered) -> _Registered:
+    """Register ``module`` under ``name`` unless the registry already holds that name.
+
+    Never ``force=True``: after ``importlib.reload`` of a host the registry
+    keeps its first class, and the host module's name must follow it so that
+    ``resnest_plugin.ResNeSt`` stays the class configs build.
+
+    Args:
+        registry: The host's scoped child registry (mmcv's or mmengine's).
+        name: The name configs use after the ``resnest_plugin.`` scope.
+        module: The class to register.
+
+    Returns:
+        The class the registry holds under ``name`` (``module`` on first registration).
+    """
+    if name not in registry.module_dict:
+        registry.register_module(name=name, module=module)
+    return registry.module_dict[name]

@@ -1,8 +1,8 @@
 """The per-depth facts of ResNeSt: stage depths and stem widths.
 
 Its own module so that the architecture (:mod:`.resnest`) and the weight
-formats (:mod:`.weights`, which detects a checkpoint's depth from its block
-counts) both read it without importing each other.
+handling (:mod:`resnest_plugin.weights.layout`, which detects a checkpoint's
+depth from its block counts) both read it without importing each other.
 """
 from __future__ import annotations
 

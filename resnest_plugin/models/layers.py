@@ -11,14 +11,18 @@ Either way a bad ``norm_cfg`` raises :class:`ValueError` naming the type and
 the accepted ones. mmcv's own messages do not: mmcv 1.x says ``Unrecognized
 norm type XN``, and mmcv 2.x (through mmengine's registry) ``Cannot find None
 in registry under scope name mmpose``.
+
+:class:`NamedChildCaller` is how the modules apply those type-named norms in
+a forward that TorchScript compiles as it is.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Tuple
 
+import torch
 from torch import nn
 
-__all__ = ["build_conv_layer", "build_norm_layer", "known_norm_types"]
+__all__ = ["NamedChildCaller", "build_conv_layer", "build_norm_layer", "known_norm_types"]
 
 # Torch-only builders: mmcv's type names and name abbreviations
 # (mmcv/cnn/bricks/norm.py: infer_abbr gives "bn" for BN/SyncBN, "gn", "in", "ln").
@@ -125,3 +129,32 @@ def build_conv_layer(conv_cfg: Optional[dict], *args: Any, **kwargs: Any) -> nn.
                          "installed): expected None, 'Conv' or 'Conv2d'")
     extra = {} if conv_cfg is None else {k: v for k, v in conv_cfg.items() if k != "type"}
     return nn.Conv2d(*args, **kwargs, **extra)
+
+
+class NamedChildCaller(nn.Module):
+    """Base for modules whose norm layers have mmcv's type-dependent names.
+
+    mmcv's ``build_norm_layer`` names a norm by its type (``bn1`` for BN,
+    ``gn1`` for GN, ...). ``getattr(self, self.norm1_name)`` would reach it,
+    but TorchScript accepts ``getattr`` only with a literal name; the forward
+    passes call :meth:`call_child` instead, which eager code, TorchScript,
+    tracing and dynamo all take as it is.
+    """
+
+    def call_child(self, x: torch.Tensor, wanted: str) -> torch.Tensor:
+        """Apply the child module named ``wanted`` to ``x``.
+
+        A loop over the (few) children with a string comparison each; in
+        TorchScript and under dynamo it is unrolled at compile time.
+
+        Args:
+            x: Input of the child.
+            wanted: Attribute name of the child.
+
+        Returns:
+            The child's output.
+        """
+        for name, child in self.named_children():
+            if name == wanted:
+                x = child(x)
+        return x

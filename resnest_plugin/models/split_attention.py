@@ -1,33 +1,26 @@
-"""Split attention: the radix softmax and the split-attention convolution.
+"""Split attention: the radix softmax and the split-attention convolution (the plain model).
 
 Provenance:
     Paper: Zhang et al., "ResNeSt: Split-Attention Networks", arXiv 2004.08955,
     Sec. 3 (split-attention block, cardinal groups, radix-major layout).
     Parameter names and the exact arithmetic follow MMPose 0.x
     ``mmpose/models/backbones/resnest.py`` (itself from mmcls), so that its
-    released COCO checkpoints load unchanged. The reshape + reduction
-    formulation instead of per-split ``torch.split`` loops follows timm's
-    ``layers/split_attn.py``. Written anew for this plugin, which adds the
-    channels_last-preserving weighted sum (NHWC view, reduction over the
-    radix there), the pool-then-sum order for NHWC, and the fused inference
-    path (:mod:`.fused_inference`).
+    released COCO checkpoints load unchanged and the outputs are
+    bit-identical. One forward as in timm's ``layers/split_attn.py``. The
+    CPU kernels that replace two of its steps live beside it
+    (:mod:`.cpu_kernels`, used by :mod:`.fast_resnest`).
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
-from .fused_inference import conv_bn, is_foldable_norm, is_plain_conv
-from .layers import build_conv_layer, build_norm_layer
+from .layers import NamedChildCaller, build_conv_layer, build_norm_layer
 
-__all__ = [
-    "NamedChildCaller", "RadixSoftmax", "Radix2WeightedSum", "SplitAttentionConv2d", "is_channels_last",
-    "weighted_sum", "weighted_sum_radix2",
-]
+__all__ = ["RadixSoftmax", "SplitAttentionConv2d", "pool_split_sum", "weighted_split_sum"]
 
 
 class RadixSoftmax(nn.Module):
@@ -66,33 +59,37 @@ class RadixSoftmax(nn.Module):
         return torch.sigmoid(logits).reshape(batch, -1)
 
 
-class NamedChildCaller(nn.Module):
-    """Base for modules whose norm layers have mmcv's type-dependent names.
+def pool_split_sum(splits: torch.Tensor, radix: int) -> torch.Tensor:
+    """Global average of the sum of the radix splits, in MMPose's order (sum, then pool).
 
-    mmcv's ``build_norm_layer`` names a norm by its type (``bn1`` for BN,
-    ``gn1`` for GN, ...), and the modules reach it through a property doing
-    ``getattr(self, self.norm1_name)``. TorchScript accepts ``getattr`` only
-    with a literal name, so scripted code calls :meth:`call_child` instead.
+    Args:
+        splits: Activated split-conv output ``(B, R*C, H, W)``, radix-major.
+        radix: ``R``.
+
+    Returns:
+        ``(B, C, 1, 1)``.
     """
+    if radix > 1:
+        splits = splits.view(splits.size(0), radix, -1, splits.size(2), splits.size(3)).sum(dim=1)
+    return F.adaptive_avg_pool2d(splits, 1)
 
-    def call_child(self, x: torch.Tensor, wanted: str) -> torch.Tensor:
-        """Apply the child module named ``wanted`` to ``x``.
 
-        In TorchScript the loop over the children is unrolled at compile
-        time: a few string comparisons per call. Eager code uses the
-        properties instead.
+def weighted_split_sum(splits: torch.Tensor, weights: torch.Tensor, radix: int) -> torch.Tensor:
+    """Sum of the radix splits weighted per channel: MMPose's product and reduction.
 
-        Args:
-            x: Input of the child.
-            wanted: Attribute name of the child.
+    Args:
+        splits: Activated split-conv output ``(B, R*C, H, W)``, radix-major.
+        weights: Per-split weights ``(B, R*C)``, radix-major.
+        radix: ``R``.
 
-        Returns:
-            The child's output.
-        """
-        for name, child in self.named_children():
-            if name == wanted:
-                x = child(x)
-        return x
+    Returns:
+        ``(B, C, H, W)``, contiguous (as MMPose returns it).
+    """
+    batch = splits.size(0)
+    if radix == 1:
+        return (weights.view(batch, -1, 1, 1) * splits).contiguous()
+    shape = (batch, radix, -1, splits.size(2), splits.size(3))
+    return torch.sum(weights.view(batch, radix, -1, 1, 1) * splits.view(shape), dim=1).contiguous()
 
 
 class SplitAttentionConv2d(NamedChildCaller):
@@ -116,6 +113,10 @@ class SplitAttentionConv2d(NamedChildCaller):
         reduction_factor: Squeeze ratio of the attention MLP.
         conv_cfg: mmcv config of the split conv (``None`` = ``nn.Conv2d``).
         norm_cfg: mmcv config of the two norm layers.
+
+    Raises:
+        ValueError: For a radix or reduction factor below 1, or groups that
+            do not divide the channels; the message names the values.
     """
 
     # getattr with a computed name: TorchScript would reject these (see NamedChildCaller).
@@ -177,213 +178,38 @@ class SplitAttentionConv2d(NamedChildCaller):
         """The norm layer of the attention MLP (after global pooling)."""
         return getattr(self, self.norm1_name)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the split conv and the split attention.
+    def split_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``R`` activated splits: split conv, ``norm0``, ReLU.
 
         Args:
-            x: Input of shape ``(B, in_channels, H, W)``, either memory
-                format; the output keeps the format of the split conv's
-                output (``channels_last`` in, ``channels_last`` out).
+            x: Input ``(B, in_channels, H, W)``.
+
+        Returns:
+            ``(B, R*C, H', W')``, radix-major.
+        """
+        return self.relu(self.call_child(self.conv(x), self.norm0_name))
+
+    def attention(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Per-split weights from the pooled split sum: ``fc1``, ``norm1``, ReLU, ``fc2``, softmax.
+
+        Args:
+            pooled: ``(B, C, 1, 1)``.
+
+        Returns:
+            ``(B, R*C)``, radix-major.
+        """
+        hidden = self.relu(self.call_child(self.fc1(pooled), self.norm1_name))
+        return self.rsoftmax(self.fc2(hidden))  # fc2: (B, G*R*c, 1, 1), group-major
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the split conv and the split attention, MMPose's operations in MMPose's order.
+
+        Args:
+            x: Input of shape ``(B, in_channels, H, W)``.
 
         Returns:
             Output of shape ``(B, channels, H', W')``.
         """
-        x = self.conv(x)
-        if torch.jit.is_scripting():
-            x = self.call_child(x, self.norm0_name)
-        else:
-            x = self.norm0(x)
-        # NCHW: MMPose's order of operations (bit-identical results). channels_last
-        # runs other kernels anyway (never bit-identical): there the cheaper order.
-        return self.attend(self.relu(x), pool_first=is_channels_last(x))
-
-    @torch.jit.unused
-    def fusable(self) -> bool:
-        """Whether :meth:`fused_forward` can stand in for ``forward`` (in eval)."""
-        return is_plain_conv(self.conv) and is_foldable_norm(self.norm0) and type(self.relu) is nn.ReLU
-
-    @torch.jit.unused
-    def fused_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``forward`` for eval-mode CPU inference without autograd: split conv,
-        folded norm and ReLU as one oneDNN op (:mod:`.fused_inference`)."""
-        x = conv_bn(x, self.conv, self.norm0, relu=True)
-        if self.radix != 2:
-            return self.attend(x, pool_first=True)
-        return self.attend(x, pool_first=True, inference_sum=True)
-
-    def attend(self, x: torch.Tensor, pool_first: bool = False, inference_sum: bool = False) -> torch.Tensor:
-        """Weight the splits of ``x`` by their attention and sum them.
-
-        Args:
-            x: Activated split-conv output ``(B, R*C, H, W)``, radix-major.
-            pool_first: Pool each split, then sum the ``R*C`` means (reads
-                ``x`` once) instead of MMPose's sum of the splits, then pool
-                (an extra pass over ``x``). Same value up to float rounding;
-                the default keeps MMPose's order, which makes the output
-                bit-identical to MMPose's built-in on the same kernels (a
-                50+-block network amplifies even 1-ulp differences).
-            inference_sum: Radix 2 without autograd: weighted sum as one
-                multiply and one in-place multiply-add on the channel halves
-                (:func:`weighted_sum_radix2`), half the memory traffic.
-
-        Returns:
-            ``(B, C, H, W)``, same memory format as ``x``.
-        """
-        batch = x.size(0)
-        if pool_first:
-            if _recording_autograd(x):
-                # Sum, then divide the small (B, R*C) result: on CPU exactly what mean()
-                # (and adaptive_avg_pool2d(x, 1)) computes -- ATen's mean_out is sum_out
-                # followed by div_ -- but the backward of a sum is a stride-0 expand of
-                # the gradient, where mean's backward divides the expanded gradient into
-                # a full NCHW tensor that then meets the channels_last gradient of the
-                # weighted sum in a slow mixed-layout add (profiled: ~3% of a step).
-                gap = x.sum(dim=[2, 3], keepdim=True) / float(x.size(2) * x.size(3))
-            else:
-                gap = F.adaptive_avg_pool2d(x, 1)  # (B, R*C, 1, 1); one GlobalAveragePool in ONNX
-            if self.radix > 1:
-                gap = gap.view(batch, self.radix, self.channels, 1, 1).sum(dim=1)  # (B, C, 1, 1)
-        else:
-            if self.radix > 1:
-                x_sum = x.view(batch, self.radix, self.channels, x.size(2), x.size(3)).sum(dim=1)  # (B, C, H, W)
-            else:
-                x_sum = x
-            gap = F.adaptive_avg_pool2d(x_sum, 1)  # (B, C, 1, 1)
-        hidden = self.fc1(gap)
-        if torch.jit.is_scripting():
-            hidden = self.call_child(hidden, self.norm1_name)
-        else:
-            hidden = self.norm1(hidden)
-        attention = self.fc2(self.relu(hidden))  # (B, G*R*c, 1, 1), group-major
-        weights = self.rsoftmax(attention)  # (B, R*C), radix-major
-        if inference_sum:
-            return weighted_sum_radix2(x, weights)
-        # "not is_scripting()" first: TorchScript, which cannot call autograd Functions,
-        # then skips the branch at compile time.
-        if (not torch.jit.is_scripting() and pool_first and self.radix == 2
-                and (_recording_autograd(x) or _recording_autograd(weights))):
-            return Radix2WeightedSum.apply(x, weights)
-        return weighted_sum(x, weights, self.radix)
-
-
-def weighted_sum_radix2(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """:func:`weighted_sum` for radix 2, without autograd: ``x0 * w0 + x1 * w1``.
-
-    One multiply and one in-place multiply-add over the two channel halves
-    (views), instead of a full-size product and a reduction: half the memory
-    traffic. The multiply-add may round once (FMA) where the reference
-    rounds twice. Keeps the memory format of ``x``. Not for autograd (the
-    slices' backward would allocate two full-size gradients).
-
-    Args:
-        x: Split-conv output ``(B, 2*C, H, W)``, radix-major.
-        weights: ``(B, 2*C)``, radix-major.
-
-    Returns:
-        ``(B, C, H, W)``.
-    """
-    channels = x.size(1) // 2
-    w = weights.view(x.size(0), 2 * channels, 1, 1)
-    out = x[:, :channels] * w[:, :channels]
-    return out.addcmul_(x[:, channels:], w[:, channels:])
-
-
-def _recording_autograd(x: torch.Tensor) -> bool:
-    """Whether eager autograd records ``x``'s uses (not TorchScript, not tracing: the
-    tracer, e.g. ONNX export, gets the plain operations, not a Python autograd op)."""
-    if torch.jit.is_scripting() or torch.jit.is_tracing():
-        return False
-    return torch.is_grad_enabled() and x.requires_grad
-
-
-class Radix2WeightedSum(torch.autograd.Function):
-    """:func:`weighted_sum` for radix 2 under autograd, with a hand-written backward.
-
-    Autograd's backward of ``(splits * weights).sum(radix)`` allocates two
-    full-size tensors (the gradient of the splits, and the product reduced
-    for the gradient of the weights); its forward allocates a third (the
-    product before the reduction). Here the forward is
-    :func:`weighted_sum_radix2` (half the memory traffic) and one buffer holds
-    first the product for the weights' gradient, then the splits' gradient,
-    all on contiguous memory. Together with the pooling by sum in
-    :meth:`SplitAttentionConv2d.attend`: ResNeSt-50 training step 1.12 ->
-    1.17 x MMPose's built-in (benchmarks/, interleaved A/B, 10 repetitions).
-
-    Not twice differentiable (``once_differentiable``: a double backward
-    raises a clear error).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        ctx.save_for_backward(x, weights)
-        return weighted_sum_radix2(x, weights)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
-        x, weights = ctx.saved_tensors
-        batch, height, width = x.size(0), x.size(2), x.size(3)
-        channels = x.size(1) // 2
-        buffer = torch.empty_like(x)  # memory format of x
-        # The buffer as a contiguous (batch, pixels, radix, channels) array in the NHWC
-        # case, (batch, radix, channels, pixels) otherwise: the products and reductions
-        # below run on contiguous memory (and dynamo accepts out= only into such views).
-        if is_channels_last(x):
-            rows = buffer.permute(0, 2, 3, 1).view(batch, height * width, 2, channels)
-            x_rows = x.permute(0, 2, 3, 1).view(batch, height * width, 2, channels)
-            grad_rows = grad.permute(0, 2, 3, 1).reshape(batch, height * width, 1, channels)
-            w_rows = weights.view(batch, 1, 2, channels)
-            pixel_dim = 1
-        else:
-            rows = buffer.view(batch, 2, channels, height * width)
-            x_rows = x.reshape(batch, 2, channels, height * width)
-            grad_rows = grad.reshape(batch, 1, channels, height * width)
-            w_rows = weights.view(batch, 2, channels, 1)
-            pixel_dim = 3
-        if torch.compiler.is_compiling():
-            # Inductor cannot lower out= into these views (it picks its own strides for
-            # the buffer); functional ops, which it fuses and plans memory for itself.
-            grad_weights = (x_rows * grad_rows).sum(dim=pixel_dim).view(batch, 2 * channels)
-            rows.copy_(grad_rows * w_rows)
-            return buffer, grad_weights
-        # d(out)/d(w_r) = sum over pixels of grad * x_r.
-        torch.mul(x_rows, grad_rows, out=rows)
-        grad_weights = rows.sum(dim=pixel_dim).view(batch, 2 * channels)
-        # d(out)/d(x_r) = grad * w_r, written over the product (no longer needed).
-        torch.mul(grad_rows, w_rows, out=rows)
-        return buffer, grad_weights
-
-
-def is_channels_last(x: torch.Tensor) -> bool:
-    """Whether ``x`` is laid out NHWC (and not also NCHW-contiguous, as 1x1 maps are)."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
-def weighted_sum(x: torch.Tensor, weights: torch.Tensor, radix: int) -> torch.Tensor:
-    """Sum of the radix splits of ``x`` weighted per channel, layout-preserving.
-
-    Equals MMPose's ``torch.sum(weights.view(B, R, C, 1, 1) * splits, dim=1)``
-    (same products, same additions). On ``channels_last`` input MMPose's
-    five-dimensional product and reduction leave the format (the result is
-    NCHW-contiguous, and the next conv converts it back); here the splits are
-    viewed as ``(B, H, W, R, C)`` in the NHWC memory, the reduction runs over
-    ``R`` there, and the result is ``channels_last`` again.
-
-    Args:
-        x: Split-conv output ``(B, R*C, H, W)``, radix-major ``(r, g, c)``.
-        weights: Per-split weights ``(B, R*C)``, radix-major.
-        radix: ``R``.
-
-    Returns:
-        ``(B, C, H, W)`` in the memory format of ``x``.
-    """
-    batch, _, height, width = x.shape
-    channels = x.size(1) // radix
-    if radix == 1:
-        return x * weights.view(batch, channels, 1, 1)
-    if is_channels_last(x):
-        splits = x.permute(0, 2, 3, 1).view(batch, height, width, radix, channels)  # (B, H, W, R, C)
-        out = (splits * weights.view(batch, 1, 1, radix, channels)).sum(dim=3)  # (B, H, W, C)
-        return out.permute(0, 3, 1, 2)  # (B, C, H, W), channels_last memory
-    splits = x.reshape(batch, radix, channels, height, width)  # (B, R, C, H, W), a view if contiguous
-    return (splits * weights.view(batch, radix, channels, 1, 1)).sum(dim=1)  # (B, C, H, W)
+        splits = self.split_conv(x)
+        weights = self.attention(pool_split_sum(splits, self.radix))
+        return weighted_split_sum(splits, weights, self.radix)

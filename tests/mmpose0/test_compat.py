@@ -1,4 +1,4 @@
-"""resnest_plugin.compat: each version-gated fix of mmcv 1.7 on modern torch, with its failure.
+"""resnest_plugin.hosts.mmpose0.compat: each version-gated fix of mmcv 1.7 on modern torch, with its failure.
 
 Every fix is shown twice: the unpatched code fails the way the cited issue
 reports, and the patched code works. Oracles: mmcv's own save_checkpoint /
@@ -24,7 +24,7 @@ from mmcv.runner import EpochBasedRunner, load_checkpoint, save_checkpoint
 from torch import nn
 from torch.nn.parallel import _functions as torch_functions
 
-from resnest_plugin import compat
+from resnest_plugin.hosts.mmpose0 import compat
 
 ALL_PATCHES = ("numpy-scalars-in-checkpoints", "scatter-stream-device", "ddp-replicated-tensor-module")
 
@@ -111,7 +111,7 @@ def test_apply_is_idempotent() -> None:
 
 
 def test_reapplying_after_state_loss_does_not_wrap_twice(monkeypatch: pytest.MonkeyPatch) -> None:
-    # What importlib.reload(resnest_plugin.compat) does: forget what was applied.
+    # What importlib.reload(resnest_plugin.hosts.mmpose0.compat) does: forget what was applied.
     stream_fn = mmcv_functions._get_stream
     ddp_forward = MMDistributedDataParallel._run_ddp_forward
     monkeypatch.setattr(compat, "_applied", [])

@@ -217,7 +217,7 @@ def test_every_shipped_config_builds_and_trains_one_step(path: Path) -> None:
 # --- model index (OpenMMLab metafile format) -------------------------------------------------
 
 # model-index.yml imports this metafile (the 0.x configs) and the MMPose 1.x one
-# (configs/body_2d_keypoint, checked by tests/mmpose1/test_configs_mmpose1.py).
+# (configs/body_2d_keypoint, checked by tests/mmpose1/test_configs.py).
 OUR_METAFILE = "configs/top_down/resnest/coco/resnest_coco.yml"
 OUR_CONFIG_PREFIX = "configs/top_down/resnest/coco/"
 

@@ -22,13 +22,13 @@ from mmcv.runner import save_checkpoint
 from mmpose.datasets import build_dataset
 from mmpose.models import build_posenet
 
-import resnest_plugin.datasets  # noqa: F401  (registers resnest_plugin.CheckedTopDownCocoDataset)
+import resnest_plugin.hosts.mmpose0  # noqa: F401  (registers resnest_plugin.CheckedTopDownCocoDataset)
 from resnest_plugin.data_checks import (CorruptDataError, MissingDataError,
                                         check_coco_annotations, check_detections,
                                         check_image_file, check_image_files)
-from resnest_plugin.datasets.checked_coco import DataPipelineError
-from resnest_plugin.tools.checkpoint_check import check_checkpoint, main as checkpoint_main
-from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, mini_coco
+from resnest_plugin.hosts.mmpose0.datasets import DataPipelineError
+from resnest_plugin.hosts.mmpose0.checkpoint_check import check_checkpoint, main as checkpoint_main
+from resnest_plugin.hosts.mmpose0.coco_files import CocoFiles, cfg_options, mini_coco
 from resnest_plugin.stock_tools import run_stock_script, stock_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -286,12 +286,12 @@ def r101_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_checkpoint_check_names_depths_and_keys(r101_checkpoint: Path) -> None:
     report = check_checkpoint(R50, r101_checkpoint)
-    assert not report.ok
+    assert not report.is_clean
     assert report.checkpoint_blocks == (3, 4, 23, 3) and report.model_blocks == (3, 4, 6, 3)
     # layer3.6 ... layer3.22 exist only in ResNeSt-101; nothing is missing from R50.
     assert "backbone.layer3.6.conv1.weight" in report.unexpected
     assert all(k.startswith("backbone.layer3.") for k in report.unexpected)
-    assert report.missing == [] and report.shape_mismatch == []
+    assert report.missing == () and report.shape_mismatched == ()
     summary = report.summary()
     assert "ResNeSt-101" in summary and "ResNeSt-50" in summary
     assert str(r101_checkpoint) in summary and "backbone.layer3.6." in summary
@@ -320,7 +320,7 @@ def _checked_config(tmp_path: Path) -> Path:
     path = tmp_path / "resnest50_checked.py"
     path.write_text(
         f"_base_ = [{str(R50)!r}]\n"
-        "custom_imports = dict(imports=['resnest_plugin', 'resnest_plugin.datasets'],\n"
+        "custom_imports = dict(imports=['resnest_plugin.hosts.mmpose0'],\n"
         "                      allow_failed_imports=False)\n"
         f"data = dict(train=dict(type={CHECKED!r}), val=dict(type={CHECKED!r}),\n"
         f"            test=dict(type={CHECKED!r}))\n")

@@ -1,4 +1,6 @@
-"""ONNX export of a full TopDown model with our backbone, checked with onnxruntime.
+"""ONNX export of a full MMPose 0.x TopDown model with our backbone, checked with onnxruntime.
+
+The backbone alone is exported on both stacks in ``tests/test_onnx_export.py``.
 
 Oracle: the same model in PyTorch (eval). The exported graph must give the
 same heatmaps, for the batch size it was traced with and another one
@@ -90,22 +92,6 @@ def test_topdown_onnx_heatmaps_match_pytorch(topdown: nn.Module, tmp_path: Path)
         assert actual.shape == expected.shape and expected.shape[:2] == (batch, 17)
         assert np.abs(expected).max() > 1e-3, "degenerate heatmaps"
         np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
-
-
-def test_backbone_onnx_with_several_outputs_matches_pytorch(tmp_path: Path) -> None:
-    backbone = ResNeSt(depth=50, out_indices=(0, 1, 2, 3))
-    randomise(backbone, seed=2, spread=0.1)
-    backbone.eval()
-    images = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(3))
-    path = tmp_path / "resnest50.onnx"
-    torch.onnx.export(backbone, (images,), str(path), opset_version=17, dynamo=False,
-                      input_names=["images"], output_names=[f"stage{i}" for i in range(1, 5)])
-    with torch.no_grad():
-        expected = [t.numpy() for t in backbone(images)]
-    actual = _session(path).run(None, {"images": images.numpy()})
-    assert [a.shape for a in actual] == [e.shape for e in expected]
-    for a, e in zip(actual, expected):
-        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

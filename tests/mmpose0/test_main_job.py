@@ -179,7 +179,7 @@ def test_run_stock_script_keeps_output_and_names_the_failure(tmp_path: Path,
 
 
 def test_training_log_is_read_across_epochs_and_plotted(tmp_path: Path) -> None:
-    from resnest_plugin.tools.training_log import find_log_json, plot_loss_curve, read_train_log
+    from resnest_plugin.hosts.mmpose0.demo.training_log import find_log_json, plot_loss_curve, read_train_log
 
     lines = [{"env_info": "...", "seed": 0}]
     for epoch in (1, 2):
@@ -199,7 +199,7 @@ def test_training_log_is_read_across_epochs_and_plotted(tmp_path: Path) -> None:
 
 
 def test_training_log_reads_evaluations_and_marks_them(tmp_path: Path) -> None:
-    from resnest_plugin.tools.training_log import plot_loss_curve, read_train_log, read_val_log
+    from resnest_plugin.hosts.mmpose0.demo.training_log import plot_loss_curve, read_train_log, read_val_log
 
     lines = [{"env_info": "...", "seed": 0}]
     for epoch in range(1, 7):
@@ -221,8 +221,8 @@ def test_demo_regime_options_turn_augmentation_off_in_the_shipped_config() -> No
     """The pipeline indices of the options must name the transforms they switch off."""
     from mmcv import Config, DictAction  # noqa: F401  (DictAction: the stock tools' parser)
 
-    from resnest_plugin.tools.config_options import load_config
-    from resnest_plugin.tools.demo_regime import DemoRegime, options_text
+    from resnest_plugin.hosts.mmpose0.config_options import load_config
+    from resnest_plugin.hosts.mmpose0.demo.regime import DemoRegime, options_text
 
     regime = DemoRegime()
     assert (regime.repeat, regime.epochs) == (10, 12)
@@ -265,14 +265,14 @@ def test_demo_regime_options_turn_augmentation_off_in_the_shipped_config() -> No
     (dict(eval_interval=0), "eval_interval 0"),
 ])
 def test_demo_regime_names_a_bad_value(kwargs: dict, match: str) -> None:
-    from resnest_plugin.tools.demo_regime import DemoRegime
+    from resnest_plugin.hosts.mmpose0.demo.regime import DemoRegime
 
     with pytest.raises(ValueError, match=match):
         DemoRegime(**kwargs)
 
 
 def test_ground_truth_people_are_the_annotated_ones(coco_root: Path) -> None:
-    from resnest_plugin.tools.skeletons import ground_truth_people
+    from resnest_plugin.hosts.mmpose0.demo.skeletons import ground_truth_people
 
     people = ground_truth_people(coco_root / "test_coco.json", IMAGE)
     assert len(people) == 4

@@ -27,8 +27,8 @@ from mmpose.models import build_posenet
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from resnest_plugin.tools.coco_files import CocoFiles, cfg_options, mini_coco
-from resnest_plugin.tools.model_zoo import MODEL_NAMES, zoo_models
+from resnest_plugin.hosts.mmpose0.coco_files import CocoFiles, cfg_options, mini_coco
+from resnest_plugin.hosts.mmpose0.model_zoo import MODEL_NAMES, zoo_models
 from resnest_plugin.coco_metrics import parse_test_output
 from resnest_plugin.stock_tools import mmpose_config, run_stock_script, stock_script
 

@@ -9,7 +9,7 @@ iteration counter, Adam state) and finish the planned epochs.
 
 The second test resumes from a checkpoint whose ``meta`` holds the numpy
 scalar ``hook_msgs.best_score`` written by ``save_best='AP'``: torch >= 2.6
-refuses it without resnest_plugin.compat's allow-list.
+refuses it without resnest_plugin.hosts.mmpose0.compat's allow-list.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 # this header is new. It lives here because our configs are self-contained:
 # mmengine 0.10.7 resolves `_base_ = 'mmpose::...'` through pkg_resources,
 # and configs/_base_/default_runtime.py is the MMPose 0.x runtime.
-# tests/mmpose1/test_configs_mmpose1.py compares every resolved field of the
+# tests/mmpose1/test_configs.py compares every resolved field of the
 # configs that use it with MMPose's own configs.
 default_scope = 'mmpose'
 

@@ -11,7 +11,7 @@
 # - `_base_` is our copy of MMPose 1.3.2's default_runtime.py
 #   (configs/body_2d_keypoint/_base_/), not `mmpose::_base_/...`, whose
 #   lookup in mmengine 0.10.7 needs pkg_resources.
-# tests/mmpose1/test_configs_mmpose1.py compares the two resolved configs key
+# tests/mmpose1/test_configs.py compares the two resolved configs key
 # by key. This is a config for the MMPose 1.x stack (mmpose 1.3.2, mmengine
 # 0.10.7, mmcv 2.1.0); the MMPose 0.x configs are in configs/top_down/.
 #
@@ -96,7 +96,7 @@ model = dict(
 
 # base dataset settings
 # MMPose's CocoDataset (same samples, order and evaluation) whose errors also name
-# a corrupt annotation or detections JSON (resnest_plugin/hosts/mmpose1_datasets.py).
+# a corrupt annotation or detections JSON (resnest_plugin/hosts/mmpose1/datasets.py).
 dataset_type = 'resnest_plugin.CheckedCocoDataset'
 data_mode = 'topdown'
 data_root = 'data/coco/'

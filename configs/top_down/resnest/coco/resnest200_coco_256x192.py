@@ -15,7 +15,7 @@ _base_ = [
 ]
 # Importing the plugin's MMPose 0.x host registers `resnest_plugin.ResNeSt` in
 # MMPose's model registry and applies its compatibility fixes for modern PyTorch
-# (resnest_plugin/hosts/mmpose0.py); on the MMPose 1.x stack it stops with one
+# (resnest_plugin/hosts/mmpose0/__init__.py); on the MMPose 1.x stack it stops with one
 # line naming the stack this config needs.
 custom_imports = dict(imports=['resnest_plugin.hosts.mmpose0'], allow_failed_imports=False)
 evaluation = dict(interval=10, metric='mAP', save_best='AP')
@@ -144,7 +144,7 @@ data = dict(
     test_dataloader=dict(samples_per_gpu=32),
     # MMPose's TopDownCocoDataset (same samples, order and evaluation) plus
     # pre-flight checks whose errors name the missing/corrupt file and the
-    # config field (resnest_plugin/datasets/checked_coco.py); MMPose alone
+    # config field (resnest_plugin/hosts/mmpose0/datasets.py); MMPose alone
     # reports e.g. a corrupt JSON as a bare TypeError.
     train=dict(
         type='resnest_plugin.CheckedTopDownCocoDataset',

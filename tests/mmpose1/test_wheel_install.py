@@ -1,0 +1,49 @@
+"""The wheel as a pip user installs it, with MMPose 1.3's stock tools (slow).
+
+``pip wheel .`` -> ``pip install --target`` (not editable), then from a folder
+outside the clone: the import registers ``resnest_plugin.ResNeSt`` from the
+installed copy, ``mim search`` lists the 1.x recipes from its model index,
+and MMPose's own ``tools/train.py`` trains 2 iterations with a config read
+from the installed package.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tools_helpers import cfg_options_args, mini_coco_cfg_options, stock_tool, train_scalars
+from wheel_helpers import assert_backbone_comes_from_wheel, installed_config, mim_search, run_installed
+
+pytestmark = pytest.mark.slow
+
+# Built through the host's registry after `import resnest_plugin`.
+BUILD = ("__import__('mmpose.registry', fromlist=['MODELS']).MODELS.build"
+         "(dict(type='resnest_plugin.ResNeSt', depth=50))")
+CONFIG = "body_2d_keypoint/topdown_heatmap/coco/td-hm_resnest50_8xb64-210e_coco-256x192.py"
+
+
+def test_installed_wheel_registers_the_scoped_backbone(installed_wheel) -> None:
+    assert_backbone_comes_from_wheel(installed_wheel, BUILD)
+
+
+def test_mim_search_lists_the_recipes_of_the_installed_wheel(installed_wheel) -> None:
+    result = mim_search(installed_wheel["target"], installed_wheel["outside"])
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for name in ("td-hm_resnest50_8xb64-210e_coco-256x192", "td-hm_resnest269_8xb16-210e_coco-384x288"):
+        assert name in result.stdout, result.stdout[-3000:]
+
+
+def test_stock_train_runs_two_iterations_from_the_installed_config(installed_wheel, coco_root: Path) -> None:
+    config = installed_config(installed_wheel["target"], CONFIG)
+    work_dir = installed_wheel["outside"] / "work"
+    # 12 people, batch 6, one epoch: 2 iterations.
+    options = mini_coco_cfg_options(coco_root, config=config, batch_size=6, max_epochs=1,
+                                    validate=False)
+    result = run_installed([str(stock_tool("train.py")), str(config), "--work-dir", str(work_dir),
+                            "--no-validate", *cfg_options_args(options)],
+                           installed_wheel["target"], cwd=installed_wheel["outside"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [r["iter"] for r in train_scalars(work_dir)] == [1, 2]
+    for checkpoint in work_dir.rglob("*.pth"):
+        checkpoint.unlink()

@@ -73,9 +73,14 @@ class FastSplitAttentionConv2d(SplitAttentionConv2d):
 class FastResNeSt(ResNeSt):
     """The plain :class:`~.resnest.ResNeSt` with the CPU fast paths (module docstring).
 
-    Same arguments, modules and state dict as the plain model; the hosts
-    register subclasses of this class, so MMPose's stock tools get the fast
-    paths without a flag.
+    Same arguments, modules and state dict as the plain model. The hosts
+    register subclasses of this class, not of the plain model: the class a
+    config builds is what MMPose's stock ``tools/test.py`` and
+    ``tools/train.py`` run, and they take no plugin flags, so this is where
+    the fast paths are switched on by default. The plain
+    :class:`~.resnest.ResNeSt` stays MMPose's arithmetic for everyone who
+    builds it directly; ``fast_inference = False`` with ``cpu_channels_last =
+    False`` gives that here too.
     """
 
     #: Eval-mode float32 CPU inference without autograd (``torch.no_grad``, as

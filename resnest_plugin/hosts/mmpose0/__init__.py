@@ -51,13 +51,8 @@ class ResNeSt(FastResNeSt):
     The core backbone, with ``init_weights('mmcls://NAME')`` resolved through
     mmcv 1.x's model-zoo tables and load reports on MMPose's root logger.
 
-    It subclasses the fast model, not the plain one: the class a config builds
-    is what MMPose's stock ``tools/test.py`` and ``tools/train.py`` run, and
-    they take no plugin flags, so the CPU fast paths (fused inference,
-    channels_last training kernels) must be on by default there. The plain
-    :class:`resnest_plugin.models.ResNeSt` stays MMPose's arithmetic for
-    everyone who builds it directly; ``ResNeSt.fast_inference = False`` and
-    ``ResNeSt.cpu_channels_last = False`` give that here too.
+    A subclass of the fast model, so that MMPose's stock tools get the CPU
+    fast paths without a flag (why: :class:`resnest_plugin.models.FastResNeSt`).
     """
 
     checkpoint_sources = CheckpointSources(

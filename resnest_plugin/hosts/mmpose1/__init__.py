@@ -60,13 +60,8 @@ _PRETRAINED_KEYS = {"type", "checkpoint", "prefix", "map_location"}
 class ResNeSt(FastResNeSt):
     """The plugin's ResNeSt with MMPose 1.x's conventions (see the module docstring).
 
-    It subclasses the fast model, not the plain one: the class a config builds
-    is what MMPose's stock ``tools/test.py`` and ``tools/train.py`` run, and
-    they take no plugin flags, so the CPU fast paths (fused inference,
-    channels_last training kernels) must be on by default there. The plain
-    :class:`resnest_plugin.models.ResNeSt` stays MMPose's arithmetic for
-    everyone who builds it directly; ``ResNeSt.fast_inference = False`` and
-    ``ResNeSt.cpu_channels_last = False`` give that here too.
+    A subclass of the fast model, so that MMPose's stock tools get the CPU
+    fast paths without a flag (why: :class:`resnest_plugin.models.FastResNeSt`).
 
     Args:
         *args: The core :class:`resnest_plugin.models.ResNeSt` arguments.

@@ -174,6 +174,10 @@ TESTED_BY: Dict[str, str] = {
     ".venv/bin/python benchmarks/benchmark_backbone.py --sections tools": _BENCH,
     ".venv/bin/python benchmarks/benchmark_backbone.py --sections memory": _BENCH,
     ".venv-mmpose1/bin/python benchmarks/benchmark_backbone.py --quick": _BENCH,
+    ".venv/bin/python benchmarks/benchmark_backbone.py --sections forward train "
+    "--json benchmarks/results/bench_mmpose0.json": _BENCH,
+    ".venv-mmpose1/bin/python benchmarks/benchmark_backbone.py --sections forward train "
+    "--json benchmarks/results/bench_mmpose1.json": _BENCH,
     ".venv/bin/python benchmarks/mmcv_build.py --stack mmpose0 --variants plain,pch-debug,pch "
     "--max-jobs 2 --out benchmarks/results/mmcv_build_mmpose0.json":
         f"{_SETUP}::test_build_benchmark_runs_each_variant_through_the_cold_branch",

@@ -213,7 +213,7 @@ else
   WHEELS=("$BUILD_ROOT"/dist/"$MMCV_WHEEL_NAME"-*.whl)
   [ -f "${WHEELS[0]}" ] || die "the $MMCV_DIST build wrote no wheel into $BUILD_ROOT/dist; log: $LOG"
   # An isolated or misconfigured build silently skips the ops: refuse a wheel
-  # without mmcv/_ext. Read in Python, not through "| grep -q": under pipefail
+  # without mmcv/_ext. Read in Python, not by piping a listing into grep's -q mode: under pipefail
   # grep's early exit can kill the lister with SIGPIPE and fail the check.
   "$VENV/bin/python" - "${WHEELS[0]}" <<'PYEOF' || die "the $MMCV_DIST wheel ${WHEELS[0]##*/} has no compiled ops (mmcv/_ext*); log: $LOG"
 import sys, zipfile

@@ -7,8 +7,9 @@ Provenance:
     ``mmpose/models/backbones/resnest.py`` (itself from mmcls), so that its
     released COCO checkpoints load unchanged and the outputs are
     bit-identical. One forward as in timm's ``layers/split_attn.py``. The
-    CPU kernels that replace two of its steps live beside it
-    (:mod:`.cpu_kernels`, used by :mod:`.fast_resnest`).
+    CPU kernels that replace two of its steps (pooling and the weighted sum)
+    live beside it (:mod:`.split_attention_kernels`, used by
+    :mod:`.fast_resnest` and :mod:`.fused_resnest`).
 """
 from __future__ import annotations
 

@@ -184,6 +184,17 @@ TESTED_BY: Dict[str, str] = {
     # --- docs/development.md ------------------------------------------------------------
     ".venv/bin/python -m pytest tests/mmpose0/test_resnest.py --update-golden":
         "tests/mmpose0/test_resnest.py::test_released_checkpoint_key_list_matches_golden_file",
+    # --- docs/deploy.md: Run, Evaluate (the runner) -------------------------------------
+    "pip install numpy opencv-python-headless onnxruntime":
+        "tests/test_deploy_venv.py::test_the_runner_works_in_a_venv_without_torch_or_openmmlab",
+    "pip install --no-deps resnest_plugin-*.whl":
+        "tests/test_deploy_venv.py::test_the_runner_works_in_a_venv_without_torch_or_openmmlab",
+    "python -m resnest_plugin.deploy infer model.onnx image.jpg --boxes boxes.json --json keypoints.json "
+    "--out drawn.png":
+        "tests/test_deploy_runtime.py::test_cli_infer_writes_keypoints_json_and_a_drawing",
+    "python -m resnest_plugin.deploy evaluate model.onnx --ann tests/data/coco/test_coco.json "
+    "--images tests/data/coco":
+        "tests/test_deploy_runtime.py::test_cli_evaluate_prints_the_ten_coco_metrics",
 }
 
 

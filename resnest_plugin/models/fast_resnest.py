@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Dict, Optional, Type
 
 import torch
 
+from .. import torch_compat
 from .fused_resnest import FusedResNeSt, unfusable_part
 from .fused_inference import use_fused_inference
 from .resnest import ResNeSt
@@ -107,9 +108,18 @@ class FastResNeSt(ResNeSt):
             x: The input of the forward.
 
         Returns:
-            ``True`` for NCHW CPU input while :attr:`cpu_channels_last` is set.
+            ``True`` for NCHW CPU input while :attr:`cpu_channels_last` is set,
+            on a torch built with oneDNN (:data:`~resnest_plugin.torch_compat.ONEDNN`,
+            whose convolutions make NHWC pay; otherwise the plain path, logged once).
         """
-        return self.cpu_channels_last and x.device.type == "cpu" and not is_channels_last(x)
+        if not (self.cpu_channels_last and x.device.type == "cpu" and not is_channels_last(x)):
+            return False
+        if not torch_compat.ONEDNN:
+            torch_compat.log_once("channels-last", "resnest_plugin: CPU forwards stay NCHW (the plain path): "
+                                  "this torch was built without oneDNN (torch.backends.mkldnn.is_available() "
+                                  "is False)")
+            return False
+        return True
 
     def fused_inference_model(self, x: torch.Tensor) -> Optional[FusedResNeSt]:
         """The fused-inference choice: the model that runs this call, or ``None`` for the plain path.

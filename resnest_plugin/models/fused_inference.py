@@ -17,6 +17,13 @@ conv, run inside the oneDNN convolution as post-ops
 CPU backend uses): each activation map is written once instead of three or
 four times.
 
+Where torch lacks those ops (before 2.0) or a build lacks oneDNN,
+:func:`~resnest_plugin.torch_compat.mkldnn_pointwise_ok` says so once in the
+log: the fast model then takes the plain path
+(:func:`use_fused_inference` is ``False``), and a :class:`FoldedConvNorm`
+called anyway (an explicit :func:`~.fused_resnest.fuse_for_cpu_inference`)
+runs ``F.conv2d`` with the folded weights, then the add and the ReLU.
+
 Numerics: ReLU and the add as post-ops give bit-identical results; the fold
 changes rounding (weights scaled before the dot product instead of the
 output after), differences of a few float32 ulps relative to the values.
@@ -32,18 +39,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FoldedConvNorm", "is_foldable_norm", "is_plain_conv", "reference_conv_bn", "use_fused_inference"]
+from .. import torch_compat
 
-_HAS_MKLDNN_OPS = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+__all__ = ["FoldedConvNorm", "is_foldable_norm", "is_plain_conv", "reference_conv_bn", "use_fused_inference"]
 
 
 def use_fused_inference(x: torch.Tensor, module: nn.Module) -> bool:
     """Whether the fused ops apply to a call of ``module`` on ``x``.
 
     Only for eval-mode inference without autograd (the fused oneDNN ops
-    have no backward) on CPU in float32, and never while torch.compile,
-    TorchScript or the ONNX exporter trace the model (they see the plain
-    graph and fuse it themselves).
+    have no backward) on CPU in float32, where this torch has the ops
+    (:func:`~resnest_plugin.torch_compat.mkldnn_pointwise_ok`, probed on the
+    first such call), and never while torch.compile, TorchScript or the ONNX
+    exporter trace the model (they see the plain graph and fuse it themselves).
 
     Args:
         x: The input.
@@ -52,10 +60,10 @@ def use_fused_inference(x: torch.Tensor, module: nn.Module) -> bool:
     Returns:
         ``True`` where the fused ops may run.
     """
-    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch_compat.is_compiling():
         return False
-    return (_HAS_MKLDNN_OPS and not module.training and not torch.is_grad_enabled()
-            and x.device.type == "cpu" and x.dtype == torch.float32)
+    return (not module.training and not torch.is_grad_enabled() and x.device.type == "cpu"
+            and x.dtype == torch.float32 and torch_compat.mkldnn_pointwise_ok())
 
 
 def is_plain_conv(module: nn.Module) -> bool:
@@ -151,6 +159,9 @@ class FoldedConvNorm:
         padding: List[int] = list(conv.padding)
         stride: List[int] = list(conv.stride)
         dilation: List[int] = list(conv.dilation)
+        if not torch_compat.mkldnn_pointwise_ok():
+            return _unfused(F.conv2d(x, weight, bias, stride, padding, dilation, conv.groups), relu, residual,
+                            into_residual)
         if residual is None:
             return torch.ops.mkldnn._convolution_pointwise(
                 x, weight, bias, padding, stride, dilation, conv.groups, "relu" if relu else "none", [], "")
@@ -161,6 +172,13 @@ class FoldedConvNorm:
         return torch.ops.mkldnn._convolution_pointwise.binary(
             x, residual, weight, bias, padding, stride, dilation, conv.groups, "add", None,
             "relu" if relu else None, [], "")
+
+
+def _unfused(out: torch.Tensor, relu: bool, residual: Optional[torch.Tensor], into_residual: bool) -> torch.Tensor:
+    """The post-ops of :meth:`FoldedConvNorm.__call__` as separate ops, on the conv's output ``out``."""
+    if residual is not None:
+        out = residual.add_(out) if into_residual else out.add_(residual)
+    return out.relu_() if relu else out
 
 
 def reference_conv_bn(x: torch.Tensor, conv: nn.Conv2d, norm: nn.Module, relu: bool = False,

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .. import torch_compat
+
 __all__ = ["Radix2WeightedSum", "channels_last_weighted_sum", "is_channels_last", "pool_then_sum",
            "recording_autograd", "weighted_sum_radix2"]
 
@@ -157,7 +159,7 @@ class Radix2WeightedSum(torch.autograd.Function):
             grad_rows = grad.reshape(batch, 1, channels, height * width)
             w_rows = weights.view(batch, 2, channels, 1)
             pixel_dim = 3
-        if torch.compiler.is_compiling():
+        if torch_compat.is_compiling():
             # Inductor cannot lower out= into these views (it picks its own strides for
             # the buffer); functional ops, which it fuses and plans memory for itself.
             grad_weights = (x_rows * grad_rows).sum(dim=pixel_dim).view(batch, 2 * channels)

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Tuple, Union
 import torch
 from packaging.version import Version
 
+from ... import torch_compat
 from ...weights.safe_loading import numpy_checkpoint_globals
 from ...patching import Patch, applied_names, apply_patches, release
 
@@ -65,7 +66,9 @@ def _torch_load_refuses_numpy_scalars() -> bool:
 
 
 def _allow_numpy_scalars_in_checkpoints() -> None:
-    torch.serialization.add_safe_globals(numpy_checkpoint_globals())
+    # Through torch_compat: a no-op before torch 2.4 (no allow-list to add to), where the
+    # version gate above never calls this anyway.
+    torch_compat.add_safe_globals(numpy_checkpoint_globals())
 
 
 # --- b. MMDataParallel scatter passes an int device id to torch's _get_stream ----------------

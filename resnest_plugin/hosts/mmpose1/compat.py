@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from packaging.version import Version
 
+from ... import torch_compat
 from ...patching import Patch, applied_names, apply_patches, release
 from ...weights.safe_loading import SafeGlobal, numpy_checkpoint_globals
 
@@ -108,7 +109,9 @@ def _mmengine_checkpoints_refused() -> bool:
 
 
 def _allow_mmengine_checkpoints() -> None:
-    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+    # Through torch_compat: a no-op before torch 2.4 (no allow-list to add to), where the
+    # version gate above never calls this anyway.
+    torch_compat.add_safe_globals(mmengine_checkpoint_globals())
 
 
 def _cuda_free_torch_launcher_calls_set_device() -> bool:

@@ -44,6 +44,22 @@ def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return b + np.array([-direction[1], direction[0]], dtype=np.float32)
 
 
+def _three_point_matrix(center: np.ndarray, src_dir: np.ndarray, dst_dir: np.ndarray,
+                        output_size: Tuple[int, int]) -> np.ndarray:
+    # Both generations: the centre, the centre plus a direction (float64 sum, stored as float32), the
+    # third point at 90 degrees, mapped to the output's centre and matching points; cv2.getAffineTransform.
+    dst_w, dst_h = output_size
+    src = np.zeros((3, 2), dtype=np.float32)
+    src[0, :] = center
+    src[1, :] = np.asarray(center, dtype=np.float64) + src_dir
+    src[2, :] = _third_point(src[0, :], src[1, :])
+    dst = np.zeros((3, 2), dtype=np.float32)
+    dst[0, :] = [dst_w * 0.5, dst_h * 0.5]
+    dst[1, :] = np.array([dst_w * 0.5, dst_h * 0.5]) + dst_dir
+    dst[2, :] = _third_point(dst[0, :], dst[1, :])
+    return cv2.getAffineTransform(src, dst)
+
+
 class Geometry:
     """One generation's box, crop and inverse-transform arithmetic for a ``W x H`` input.
 
@@ -107,18 +123,9 @@ class Mmpose0Geometry(Geometry):
     def warp_matrix(self, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """``get_affine_transform(center, scale, rot=0, image_size)`` of MMPose 0.29."""
         scale_tmp = np.asarray(scale, dtype=np.float32) * np.float32(PIXEL_STD)
-        dst_w, dst_h = self.input_size
         # rotate_point([0, -w/2], 0): the first direction points up the image (0.x's choice).
-        src_dir = np.array([0.0, float(scale_tmp[0]) * -0.5])
-        src = np.zeros((3, 2), dtype=np.float32)
-        src[0, :] = center
-        src[1, :] = np.asarray(center, dtype=np.float64) + src_dir
-        src[2, :] = _third_point(src[0, :], src[1, :])
-        dst = np.zeros((3, 2), dtype=np.float32)
-        dst[0, :] = [dst_w * 0.5, dst_h * 0.5]
-        dst[1, :] = np.array([dst_w * 0.5, dst_h * 0.5]) + np.array([0.0, dst_w * -0.5])
-        dst[2, :] = _third_point(dst[0, :], dst[1, :])
-        return cv2.getAffineTransform(src, dst)
+        return _three_point_matrix(center, np.array([0.0, float(scale_tmp[0]) * -0.5]),
+                                   np.array([0.0, self.input_size[0] * -0.5]), self.input_size)
 
     def to_image(self, crop_xy: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """``transform_preds`` of MMPose 0.29, on the heatmap coordinates the crop pixels come from.
@@ -156,18 +163,9 @@ class Mmpose1Geometry(Geometry):
 
     def warp_matrix(self, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """``get_warp_matrix(center, scale, rot=0, output_size=input_size)`` of MMPose 1.3."""
-        dst_w, dst_h = self.input_size
         # _rotate_point([-w/2, 0], 0): the first direction points left (1.x's choice).
-        src_dir = np.array([float(scale[0]) * -0.5, 0.0])
-        src = np.zeros((3, 2), dtype=np.float32)
-        src[0, :] = center
-        src[1, :] = np.asarray(center, dtype=np.float64) + src_dir
-        src[2, :] = _third_point(src[0, :], src[1, :])
-        dst = np.zeros((3, 2), dtype=np.float32)
-        dst[0, :] = [dst_w * 0.5, dst_h * 0.5]
-        dst[1, :] = np.array([dst_w * 0.5, dst_h * 0.5]) + np.array([dst_w * -0.5, 0.0])
-        dst[2, :] = _third_point(dst[0, :], dst[1, :])
-        return cv2.getAffineTransform(src, dst)
+        return _three_point_matrix(center, np.array([float(scale[0]) * -0.5, 0.0]),
+                                   np.array([self.input_size[0] * -0.5, 0.0]), self.input_size)
 
     def to_image(self, crop_xy: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """``keypoints / input_size * scale + centre - 0.5 * scale`` (float64, stored as float32)."""

@@ -7,6 +7,10 @@ HERE = Path(__file__).parent
 VERSION: dict = {}
 exec((HERE / "resnest_plugin" / "version.py").read_text(), VERSION)
 
+# The runner's floors are the oldest releases its tests ran with (the
+# mmpose0-legacy row: numpy 1.24, opencv 4.11, onnxruntime 1.19).
+DEPLOY_REQUIRES = ["numpy>=1.24", "opencv-python-headless>=4.11", "onnxruntime>=1.19"]
+
 setup(
     name="resnest_plugin",
     version=VERSION["__version__"],
@@ -17,16 +21,32 @@ setup(
     license="Apache-2.0",
     packages=find_packages(include=["resnest_plugin", "resnest_plugin.*"]),
     include_package_data=True,
+    # The support matrix (docs/compatibility.md) tests Python 3.8, 3.10, 3.11 and 3.12.
     python_requires=">=3.8",
-    # The OpenMMLab stack is not listed here on purpose: the plugin goes into
-    # the user's own MMPose 0.x or 1.x environment (either generation), mmpose
-    # 0.29.0's own requirements pull chumpy, which no longer builds, and
-    # mmcv(-full) must be compiled against the installed torch.
-    # scripts/setup_env.sh installs a stack with the pins of
-    # requirements/constraints.txt or requirements/mmpose1/constraints.txt.
-    install_requires=["torch>=1.8", "packaging"],
+    # torch is not an install requirement on purpose: an MMPose environment has
+    # its torch already, with mmcv(-full) compiled against it, and a torch
+    # requirement pip finds unmet there (an older torch, or one pip cannot see)
+    # makes it install another torch under that mmcv; and the deploy runner
+    # (extra "deploy") runs without torch. The floor, the lowest torch the
+    # matrix tests (resnest_plugin/version.py MIN_TORCH), is stated
+    # here as the "torch" extra and enforced by `import resnest_plugin`, which
+    # names the installed torch and the floor. The OpenMMLab stack is not listed
+    # either: mmpose 0.29.0's requirements pull chumpy, which no longer builds,
+    # and mmcv must be compiled against the installed torch.
+    # scripts/setup_env.sh installs a row of the matrix with the pins of
+    # requirements/[<row>/]constraints.txt.
+    install_requires=["numpy", "packaging"],
+    extras_require={
+        "torch": [f"torch>={VERSION['MIN_TORCH']}"],
+        # What resnest_plugin.deploy.PoseEstimator imports, and nothing else.
+        "deploy": DEPLOY_REQUIRES,
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.8",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
         "License :: OSI Approved :: Apache Software License",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],

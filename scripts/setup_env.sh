@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# One-command set-up of resnest_plugin's environment, for either MMPose generation:
+# One-command set-up of resnest_plugin's environment, for one row of the
+# support matrix (STACK). Each row's pins, its Python and torch included, live
+# in one constraints file; the generation (MMPose 0.x or 1.x) follows from it:
 #
-#   STACK=mmpose0 (default)  .venv         MMPose 0.29.0 + mmcv-full 1.7.0 + mmdet 2.28.2
-#   STACK=mmpose1            .venv-mmpose1 MMPose 1.3.2 + mmengine 0.10.7 + mmcv 2.1.0 + mmdet 3.3.0
+#   STACK             venv                    Python  torch   pins
+#   mmpose0 (default) .venv                   3.11    2.14.1  requirements/constraints.txt
+#   mmpose0-legacy    .venv-mmpose0-legacy    3.8     1.13.1  requirements/mmpose0-legacy/constraints.txt
+#   mmpose1           .venv-mmpose1           3.11    2.14.1  requirements/mmpose1/constraints.txt
+#   mmpose1-torch2.1  .venv-mmpose1-torch2.1  3.10    2.1.2   requirements/mmpose1-torch2.1/constraints.txt
+#   mmpose1-newest    .venv-mmpose1-newest    3.12    2.15.0  requirements/mmpose1-newest/constraints.txt
 #
-# Both on Python 3.11 + torch 2.14.1. Creates the venv with torch/torchvision,
-# mmcv(-full) built from its sdist with compiled ops, the OpenMMLab packages
-# (--no-deps: no chumpy), xtcocotools and the test tools, then installs this
-# plugin in editable mode. Every pip call uses the stack's one constraints file
-# (requirements/constraints.txt, requirements/mmpose1/constraints.txt).
+# Creates the venv with torch/torchvision, mmcv(-full) built from its sdist
+# with compiled ops, the OpenMMLab packages (--no-deps: no chumpy), xtcocotools
+# and the test tools, then installs this plugin in editable mode. Every pip
+# call uses the row's constraints file, as -c and as PIP_CONSTRAINT, so it
+# replaces a machine-wide pip constraint (one that caps torch, say) instead of
+# adding to it.
 #
 # The mmcv wheel is cached outside the clone, keyed by mmcv distribution and
 # version, torch version, Python tag and ops flavour, so a second set-up on the
@@ -20,9 +27,10 @@
 # when it matches and the smoke check passes, nothing is reinstalled.
 #
 # Environment:
-#   STACK=mmpose0|mmpose1  which MMPose generation (default mmpose0)
-#   VENV=path              where to create the virtualenv (default per stack, above)
-#   PYTHON=python3.11      interpreter for the venv (default python3)
+#   STACK=<row>            which row (default mmpose0; see the table above)
+#   VENV=path              where to create the virtualenv (default per row, above)
+#   PYTHON=path            interpreter for the venv; must be the row's Python
+#                          version (default: pythonX.Y on the PATH, then pyenv's)
 #   FORCE_CUDA=1           build mmcv's CUDA ops too (needs nvcc)
 #   MAX_JOBS=N             parallel compile jobs for mmcv (default: nproc)
 #   RESNEST_PLUGIN_CACHE   wheel cache (default ~/.cache/resnest_plugin)
@@ -39,26 +47,48 @@ set -euo pipefail
 absolute() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s/%s\n' "$PWD" "$1" ;; esac; }
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STACK="${STACK:-mmpose0}"
-TORCH_VERSION="2.14.1"
-TORCHVISION_VERSION="0.29.1"
-# Per stack: venv, requirement folder, the mmcv distribution to build, the C++
-# standard flag its setup.py hard-codes (torch 2.14's headers need C++20 and
-# torch adds its own flag only when none is given: mmcv#3341), the number of
-# CPU translation units (progress), and the OpenMMLab packages (--no-deps).
-case "$STACK" in
-  mmpose0)
-    DEFAULT_VENV="$REPO/.venv"; REQ="$REPO/requirements"
-    MMCV_DIST="mmcv-full"; MMCV_VERSION="1.7.0"; MMCV_STD="c++14"; MMCV_UNITS=72
-    OPENMMLAB=("mmpose==0.29.0" "mmdet==2.28.2") ;;
-  mmpose1)
-    DEFAULT_VENV="$REPO/.venv-mmpose1"; REQ="$REPO/requirements/mmpose1"
-    MMCV_DIST="mmcv"; MMCV_VERSION="2.1.0"; MMCV_STD="c++17"; MMCV_UNITS=77
-    OPENMMLAB=("mmengine==0.10.7" "mmpose==1.3.2" "mmdet==3.3.0") ;;
-  *) printf '[setup] ERROR: STACK=%s not understood: expected mmpose0 (MMPose 0.x, the default) or mmpose1 (MMPose 1.x)\n' "$STACK" >&2
-     exit 2 ;;
+STACKS="mmpose0 mmpose0-legacy mmpose1 mmpose1-torch2.1 mmpose1-newest"
+case " $STACKS " in *" $STACK "*) ;; *)
+  printf '[setup] ERROR: STACK=%s not understood: expected one of %s\n' "$STACK" "$STACKS" >&2
+  exit 2 ;;
+esac
+if [ "$STACK" = "mmpose0" ]; then
+  DEFAULT_VENV="$REPO/.venv"; REQ="$REPO/requirements"
+else
+  DEFAULT_VENV="$REPO/.venv-$STACK"; REQ="$REPO/requirements/$STACK"
+fi
+CONSTRAINTS="$REQ/constraints.txt"
+# pin NAME: the version the row's constraints file pins NAME to ("" if none).
+pin() { sed -n "s/^$1==\([^[:space:]]*\).*/\1/p" "$CONSTRAINTS" | head -n 1; }
+PYTHON_VERSION="$(sed -n 's/^# python: *\([0-9.]*\).*/\1/p' "$CONSTRAINTS" | head -n 1)"
+TORCH_VERSION="$(pin torch)"
+TORCHVISION_VERSION="$(pin torchvision)"
+[ -n "$PYTHON_VERSION" ] && [ -n "$TORCH_VERSION" ] && [ -n "$TORCHVISION_VERSION" ] || {
+  printf '[setup] ERROR: %s must name "# python: X.Y", torch==V and torchvision==V\n' "$CONSTRAINTS" >&2; exit 2; }
+# Per generation (a row pinning mmengine is MMPose 1.x): the runtime
+# dependencies, the mmcv distribution to build, the C++ standard its setup.py
+# hard-codes, the number of CPU translation units (progress) and the OpenMMLab
+# packages (--no-deps; versions from the constraints file).
+if [ -n "$(pin mmengine)" ]; then
+  GENERATION=mmpose1; RUNTIME="$REPO/requirements/mmpose1/runtime.txt"
+  MMCV_DIST="mmcv"; MMCV_STD="c++17"; MMCV_UNITS=77
+  OPENMMLAB=(mmengine mmpose mmdet)
+else
+  GENERATION=mmpose0; RUNTIME="$REPO/requirements/runtime.txt"
+  MMCV_DIST="mmcv-full"; MMCV_STD="c++14"; MMCV_UNITS=72
+  OPENMMLAB=(mmpose mmdet)
+fi
+MMCV_VERSION="$(pin "$MMCV_DIST")"
+# The C++ standard torch's headers need: torch 1.x builds with C++14, 2.0-2.12
+# with C++17, 2.13 needs C++17 and 2.14+ C++20 (ATen.h: "#error C++20 or later
+# compatible compiler is required"). mmcv's setup.py hard-codes its own flag
+# after torch's (mmcv#3341), so it is patched only where it is too old.
+case "$TORCH_VERSION" in
+  1.*) TORCH_STD="c++14" ;;
+  2.[0-9].*|2.1[0-3].*) TORCH_STD="c++17" ;;
+  *) TORCH_STD="c++20" ;;
 esac
 VENV="$(absolute "${VENV:-$DEFAULT_VENV}")"
-CONSTRAINTS="$REQ/constraints.txt"
 CACHE="$(absolute "${RESNEST_PLUGIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/resnest_plugin}")"
 LOCAL_SDIST=""
 [ -z "${RESNEST_PLUGIN_MMCV_SDIST:-}" ] || LOCAL_SDIST="$(absolute "$RESNEST_PLUGIN_MMCV_SDIST")"
@@ -84,37 +114,48 @@ step_done() {
 die() { printf '\n[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # --- Python --------------------------------------------------------------
-PYTHON="${PYTHON:-python3}"
-case "$PYTHON" in */*) PYTHON="$(absolute "$PYTHON")" ;; esac
-command -v "$PYTHON" >/dev/null || die "interpreter '$PYTHON' not found; set PYTHON=python3.11"
-PYTHON="$(command -v "$PYTHON")"
+# The row's Python: $PYTHON if given (it must be that version), else
+# pythonX.Y on the PATH, else pyenv's newest X.Y.* (a pyenv shim on the PATH
+# fails when X.Y is not selected, so each candidate is run, not only found).
+python_version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
+find_python() {
+  local candidate
+  if [ -n "${PYTHON:-}" ]; then
+    case "$PYTHON" in */*) candidate="$(absolute "$PYTHON")" ;; *) candidate="$(command -v "$PYTHON" || true)" ;; esac
+    [ -n "$candidate" ] && [ "$(python_version_of "$candidate")" = "$PYTHON_VERSION" ] \
+      || die "PYTHON=$PYTHON is not a Python $PYTHON_VERSION interpreter; STACK=$STACK needs Python $PYTHON_VERSION"
+    printf '%s\n' "$candidate"; return
+  fi
+  for candidate in "$(command -v "python$PYTHON_VERSION" || true)" \
+      $(ls -d "$(pyenv root 2>/dev/null || echo /nonexistent)"/versions/"$PYTHON_VERSION".*/bin/python"$PYTHON_VERSION" 2>/dev/null | sort -V -r); do
+    [ -n "$candidate" ] && [ "$(python_version_of "$candidate")" = "$PYTHON_VERSION" ] && { printf '%s\n' "$candidate"; return; }
+  done
+  die "STACK=$STACK needs Python $PYTHON_VERSION: put python$PYTHON_VERSION on the PATH or set PYTHON=/path/to/python$PYTHON_VERSION"
+}
+PYTHON="$(find_python)"
+PYVER="$PYTHON_VERSION"
 [ -z "$TIMES_FILE" ] || { mkdir -p "$(dirname "$TIMES_FILE")"; : >"$TIMES_FILE"; }
-PYVER=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
-if [ "$PYVER" != "3.11" ]; then
-  echo "[setup] WARNING: Python $PYVER found; the pins are measured on 3.11" \
-       "(torch $TORCH_VERSION wheels, xtcocotools cp311). Set PYTHON=python3.11 if this fails." >&2
-fi
 
 # --- idempotence stamp -----------------------------------------------------
 stamp_hash() {
-  cat "$CONSTRAINTS" "$REQ"/*.txt "$REPO/requirements/tests.txt" "$REPO/setup.py" \
+  cat "$CONSTRAINTS" "$RUNTIME" "$REPO/requirements/tests.txt" "$REPO/setup.py" \
     "$REPO/scripts/setup_env.sh" "$REPO/scripts/pch_cxx.sh" "$REPO/scripts/smoke_check.py" \
     | sha256sum | cut -c1-16
 }
 STAMP="$VENV/.resnest_plugin_setup"
 WANT="$(stamp_hash) stack=$STACK cuda=${FORCE_CUDA:-0}"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] \
-   && "$VENV/bin/python" "$REPO/scripts/smoke_check.py" --stack "$STACK" --quiet; then
+   && "$VENV/bin/python" "$REPO/scripts/smoke_check.py" --stack "$STACK" --constraints "$CONSTRAINTS" --quiet; then
   echo "[setup] environment in $VENV is up to date (stamp $WANT); nothing to do."
   exit 0
 fi
 
 # --no-compile: byte-compiling torch's ~10k modules at install costs ~30 s of
 # a warm set-up; Python compiles what is imported, when it is imported.
-PIP() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@" -c "$CONSTRAINTS"; }
+PIP() { PIP_CONSTRAINT="$CONSTRAINTS" "$VENV/bin/python" -m pip --disable-pip-version-check "$@" -c "$CONSTRAINTS"; }
 PIP_INSTALL() { PIP install --no-compile "$@"; }
 
-echo "[setup] stack $STACK -> $VENV (pins: ${CONSTRAINTS#$REPO/})"
+echo "[setup] stack $STACK ($GENERATION, Python $PYVER, torch $TORCH_VERSION) -> $VENV (pins: ${CONSTRAINTS#$REPO/})"
 step "virtualenv $VENV (Python $PYVER)"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 # ninja: torch's cpp_extension compiles in parallel (MAX_JOBS) and through
@@ -127,8 +168,16 @@ step "torch $TORCH_VERSION + torchvision $TORCHVISION_VERSION"
 PIP_INSTALL -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 step_done
 
-step "runtime dependencies of the OpenMMLab packages (${REQ#$REPO/}/runtime.txt)"
-PIP_INSTALL -q -r "$REQ/runtime.txt"
+step "runtime dependencies of the OpenMMLab packages (${RUNTIME#$REPO/})"
+# A row that pins Cython builds a dependency from its sdist: xtcocotools has no
+# cp312 wheel, and its setup.py imports numpy without declaring it, so it is
+# built without isolation, against the row's numpy, installed first.
+if [ -n "$(pin Cython)" ]; then
+  PIP_INSTALL -q numpy Cython
+  PIP_INSTALL -q --no-build-isolation -r "$RUNTIME"
+else
+  PIP_INSTALL -q -r "$RUNTIME"
+fi
 step_done
 
 # --- mmcv(-full) with compiled ops --------------------------------------------
@@ -158,13 +207,19 @@ else
   tar -xzf "$BUILD_ROOT/$MMCV_DIST-$MMCV_VERSION.tar.gz" -C "$BUILD_ROOT"
   SRC="$BUILD_ROOT/$MMCV_DIST-$MMCV_VERSION"
   [ -f "$SRC/setup.py" ] || die "the sdist has no $MMCV_DIST-$MMCV_VERSION/setup.py"
-  # torch 2.14's headers need C++20, but mmcv's setup.py hard-codes an older
-  # standard (1.7.0: -std=c++14, 2.1.0: -std=c++17 at the C++ and nvcc sites)
-  # after torch's flags (mmcv#3341, PR #3340).
-  grep -q -- "-std=$MMCV_STD" "$SRC/setup.py" || die "no -std=$MMCV_STD in $SRC/setup.py to patch"
-  sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
-  ! grep -q -e '-std=c++14' -e '-std=c++17' "$SRC/setup.py" \
-    || die "could not patch the C++ standard in $SRC/setup.py"
+  # mmcv's setup.py hard-codes a C++ standard (1.7.0: -std=c++14, 2.1.0:
+  # -std=c++17, at the C++ and nvcc sites) after torch's own flags (mmcv#3341,
+  # PR #3340). Raised to what this torch's headers need (TORCH_STD, above),
+  # never lowered: torch 1.13 builds with mmcv-full's C++14, torch 2.1 with
+  # mmcv 2.1.0's C++17, torch 2.14+ needs C++20.
+  grep -q -- "-std=$MMCV_STD" "$SRC/setup.py" || die "no -std=$MMCV_STD in $SRC/setup.py (expected in $MMCV_DIST $MMCV_VERSION)"
+  if [ "${TORCH_STD#c++}" -gt "${MMCV_STD#c++}" ]; then
+    sed -i -e "s/-std=$MMCV_STD/-std=$TORCH_STD/g" "$SRC/setup.py"
+    ! grep -q -- "-std=$MMCV_STD" "$SRC/setup.py" || die "could not patch the C++ standard in $SRC/setup.py"
+    echo "    C++ standard: -std=$MMCV_STD raised to -std=$TORCH_STD for torch $TORCH_VERSION"
+  else
+    echo "    C++ standard: mmcv's -std=$MMCV_STD suits torch $TORCH_VERSION (needs $TORCH_STD)"
+  fi
   LOG="$BUILD_ROOT/build.log"
   # The precompiled-header wrapper (scripts/pch_cxx.sh) is the compiler ninja
   # runs; it calls the user's $CXX (default c++) with the same flags.
@@ -232,7 +287,7 @@ if [ "$STOP_AFTER" = "mmcv" ]; then
   exit 0
 fi
 
-step "${OPENMMLAB[*]} (--no-deps: their real deps are in ${REQ#$REPO/}/runtime.txt; no chumpy)"
+step "${OPENMMLAB[*]} (--no-deps: their real deps are in ${RUNTIME#$REPO/}; no chumpy)"
 PIP_INSTALL -q --no-deps "${OPENMMLAB[@]}"
 step_done
 
@@ -245,7 +300,7 @@ PIP_INSTALL -q --no-deps --no-build-isolation -e "$REPO"
 step_done
 
 step "smoke check"
-"$VENV/bin/python" "$REPO/scripts/smoke_check.py" --stack "$STACK"
+"$VENV/bin/python" "$REPO/scripts/smoke_check.py" --stack "$STACK" --constraints "$CONSTRAINTS"
 step_done
 
 echo "$WANT" > "$STAMP"

@@ -33,6 +33,12 @@ if HOST is None:
 collect_ignore_glob = [f"{other}/*" for other in ("mmpose0", "mmpose1") if other != HOST]
 
 
+def pytest_collection_modifyitems(items: list) -> None:
+    """Mark every test of a host folder ``host``: ``make test-matrix`` runs the host-free rest."""
+    for item in items:
+        if Path(str(item.fspath)).parent.name in ("mmpose0", "mmpose1"):
+            item.add_marker(pytest.mark.host)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--update-golden``: rewrite tests/golden/* instead of only comparing."""

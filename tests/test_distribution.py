@@ -1,7 +1,7 @@
 """What ``pip wheel .`` and the sdist hold, and the installed wheel's own view of itself.
 
 Both MMPose generations' configs as real files (not links into the clone),
-the model index and metafiles ``mim search`` reads, both stacks' pinned
+the model index and metafiles ``mim search`` reads, every row's pinned
 requirement files, and the package alone: no tests, no benchmarks. Run on
 each stack; the stock tools on the installed wheel are each stack's
 ``test_wheel_install*`` (slow).
@@ -17,8 +17,11 @@ import pytest
 from wheel_helpers import REPO, build_sdist, copy_working_tree, run_installed
 
 CONFIG_FOLDERS = ("configs/top_down/resnest/coco", "configs/body_2d_keypoint/topdown_heatmap/coco")
-REQUIREMENTS = ("requirements/constraints.txt", "requirements/runtime.txt",
-                "requirements/mmpose1/constraints.txt", "requirements/mmpose1/runtime.txt")
+#: Every row's pins (docs/compatibility.md, "Support matrix") and both generations' runtime lists.
+REQUIREMENTS = ("requirements/constraints.txt", "requirements/runtime.txt", "requirements/tests.txt",
+                "requirements/mmpose0-legacy/constraints.txt", "requirements/mmpose1/constraints.txt",
+                "requirements/mmpose1/runtime.txt", "requirements/mmpose1-torch2.1/constraints.txt",
+                "requirements/mmpose1-newest/constraints.txt")
 
 
 def _repo_configs() -> list:

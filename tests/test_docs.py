@@ -38,7 +38,7 @@ _WHEEL0 = "tests/mmpose0/test_wheel_install.py"
 _DIST = "tests/test_distribution.py"
 _SETUP = "tests/test_setup_script.py"
 _BENCH = "tests/mmpose0/test_benchmark_script.py::test_tiny_training_run_prints_tables_and_writes_numbers"
-_INSTALLED_CONFIG = f"{_WHEEL0}::test_stock_train_runs_two_iterations_from_the_installed_config"
+_INSTALLED_CONFIG = f"{_WHEEL0}::test_stock_train_then_test_run_from_the_installed_config"
 
 #: Command (as extracted: continuations joined, trailing comment dropped,
 #: whitespace collapsed) -> the test that runs it.

@@ -87,6 +87,7 @@ def _results(work_dir: Path) -> List[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.matrix
 def test_mmpose_config_and_ours_give_identical_results(released_format_checkpoint: Path,
                                                         coco_root: Path, tmp_path: Path) -> None:
     files = mini_coco(coco_root)

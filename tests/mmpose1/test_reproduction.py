@@ -44,6 +44,7 @@ def _released_format_checkpoint(path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.matrix
 def test_stock_test_gives_identical_keypoints_with_mmpose_config_and_ours(coco_root: Path,
                                                                          tmp_path: Path) -> None:
     checkpoint = _released_format_checkpoint(tmp_path / "released_format.pth")

@@ -66,6 +66,7 @@ def _adam_steps(checkpoint: Dict[str, Any]) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.matrix
 def test_sigkill_mid_epoch_then_resume_finishes(coco_root: Path, tmp_path: Path) -> None:
     work_dir = tmp_path / "work"
     options = mini_coco_cfg_options(coco_root, max_epochs=EPOCHS, validate=False,

@@ -4,7 +4,8 @@
 outside the clone: the import registers ``resnest_plugin.ResNeSt`` from the
 installed copy, ``mim search`` lists the 1.x recipes from its model index,
 and MMPose's own ``tools/train.py`` trains 2 iterations with a config read
-from the installed package.
+from the installed package and ``tools/test.py`` evaluates the checkpoint it
+wrote. Every row of the support matrix runs this file (``make test-matrix``).
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from resnest_plugin.coco_metrics import COCO_KEYPOINT_STATS, parse_test_output
 from tools_helpers import cfg_options_args, mini_coco_cfg_options, stock_tool, train_scalars
 from wheel_helpers import assert_backbone_comes_from_wheel, installed_config, mim_search, run_installed
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.matrix]
 
 # Built through the host's registry after `import resnest_plugin`.
 BUILD = ("__import__('mmpose.registry', fromlist=['MODELS']).MODELS.build"
@@ -34,7 +36,7 @@ def test_mim_search_lists_the_recipes_of_the_installed_wheel(installed_wheel) ->
         assert name in result.stdout, result.stdout[-3000:]
 
 
-def test_stock_train_runs_two_iterations_from_the_installed_config(installed_wheel, coco_root: Path) -> None:
+def test_stock_train_then_test_run_from_the_installed_config(installed_wheel, coco_root: Path) -> None:
     config = installed_config(installed_wheel["target"], CONFIG)
     work_dir = installed_wheel["outside"] / "work"
     # 12 people, batch 6, one epoch: 2 iterations.
@@ -45,5 +47,17 @@ def test_stock_train_runs_two_iterations_from_the_installed_config(installed_whe
                            installed_wheel["target"], cwd=installed_wheel["outside"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert [r["iter"] for r in train_scalars(work_dir)] == [1, 2]
-    for checkpoint in work_dir.rglob("*.pth"):
-        checkpoint.unlink()
+    # The stock test.py on what train.py wrote: the 18 detector boxes scoring >= 0.5, no flip (fast).
+    (checkpoint,) = work_dir.glob("epoch_1.pth")
+    options = mini_coco_cfg_options(coco_root, config=config, max_epochs=1, validate=False,
+                                    bbox_score_thr=0.5)
+    options["model.test_cfg.flip_test"] = False
+    test = run_installed([str(stock_tool("test.py")), str(config), str(checkpoint),
+                          "--work-dir", str(installed_wheel["outside"] / "eval"), *cfg_options_args(options)],
+                         installed_wheel["target"], cwd=installed_wheel["outside"])
+    for written in work_dir.rglob("*.pth"):
+        written.unlink()
+    assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
+    metrics = parse_test_output(test.stdout)
+    assert list(metrics) == list(COCO_KEYPOINT_STATS)
+    assert all(0.0 <= value <= 1.0 for value in metrics.values()), metrics

@@ -43,6 +43,18 @@ _torch = _installed_torch()
 _NO_TORCH = (f"resnest_plugin's models and weights need torch >= {MIN_TORCH}, which is not installed "
              f"in this interpreter: pip install 'torch>={MIN_TORCH}'")
 
+
+
+def require_torch() -> None:
+    """Raise the one-line ``ImportError`` naming torch and the floor if torch is not installed.
+
+    :mod:`resnest_plugin.models` and :mod:`resnest_plugin.weights` call it
+    first, so ``import resnest_plugin.models`` says what is missing too.
+    """
+    if _torch is None:
+        raise ImportError(_NO_TORCH)
+
+
 if _torch is None:
     HOST = None
 

@@ -198,9 +198,15 @@ def test_without_torch_the_package_imports_and_names_torch_when_used() -> None:
                 print(error)
             else:
                 raise SystemExit(f"resnest_plugin.{name} without torch")
+        try:
+            import resnest_plugin.weights
+        except ImportError as error:
+            print(error)
+        else:
+            raise SystemExit("import resnest_plugin.weights without torch")
         assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules), "torch imported"
         """)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2, result.stdout
+    assert len(lines) == 3, result.stdout
     assert all("torch" in line and f">= {MIN_TORCH}" in line for line in lines), lines

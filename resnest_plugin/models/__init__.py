@@ -7,6 +7,10 @@ with the CPU fast paths (:mod:`.fast_resnest`), and
 (:mod:`.fused_resnest`). The hosts (:mod:`resnest_plugin.hosts`) register
 subclasses of :class:`FastResNeSt` with the installed MMPose generation.
 """
+from .. import require_torch
+
+require_torch()  # one line naming torch and the floor, not a bare "No module named 'torch'"
+
 from .arch import ARCH_SETTINGS, ResNeStArch
 from .bottleneck import ResNeStBottleneck
 from .fast_resnest import FastResNeSt, FastSplitAttentionConv2d

@@ -17,6 +17,10 @@ module per job:
 * :mod:`.loading` - :func:`load_pretrained` and its strict modes;
 * :mod:`.cli` - ``python -m resnest_plugin.weights convert IN OUT``.
 """
+from .. import require_torch
+
+require_torch()  # one line naming torch and the floor, not a bare "No module named 'torch'"
+
 from .formats import FORMATS, convert_state_dict, detect_format, extract_state_dict
 from .layout import depth_of, stage_blocks
 from .loading import CheckpointLoadWarning, CheckpointMismatchError, load_pretrained

@@ -352,26 +352,36 @@ def test_cli_infer_writes_keypoints_json_and_a_drawing(models: dict, tmp_path: P
     assert drawn.shape == cv2.imread(str(image)).shape and (drawn != cv2.imread(str(image))).any()
 
 
-def test_cli_infer_refuses_a_coco_detection_file_and_a_bad_image_with_exit_status_2(models: dict,
-                                                                                     tmp_path: Path) -> None:
+def test_cli_infer_refuses_a_coco_detection_file_and_a_bad_image_with_exit_status_2(
+        models: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # In-process: `python -m resnest_plugin.deploy` exits with main()'s return value (__main__.py).
     detections = COCO / "test_coco_det_AP_H_56.json"
-    result = _cli("infer", models["mmpose1-msra"], IMAGE, "--boxes", detections)
-    assert result.returncode == 2 and "COCO detection results file" in result.stderr and "evaluate --boxes" in result.stderr
+    assert cli_main(["infer", str(models["mmpose1-msra"]), str(IMAGE), "--boxes", str(detections)]) == 2
+    stderr = capsys.readouterr().err
+    assert "COCO detection results file" in stderr and "evaluate --boxes" in stderr
     (tmp_path / "boxes.json").write_text("[[0, 0, 10, 10]]")
-    result = _cli("infer", models["mmpose1-msra"], tmp_path / "nope.jpg", "--boxes", tmp_path / "boxes.json")
-    assert result.returncode == 2 and "error: cannot read image file" in result.stderr and "nope.jpg" in result.stderr
+    assert cli_main(["infer", str(models["mmpose1-msra"]), str(tmp_path / "nope.jpg"), "--boxes",
+                     str(tmp_path / "boxes.json")]) == 2
+    stderr = capsys.readouterr().err
+    assert "error: cannot read image file" in stderr and "nope.jpg" in stderr
     assert cli_main(["infer", str(models["mmpose1-msra"]), str(IMAGE), "--boxes", str(tmp_path / "boxes.json"),
                      "--json", str(tmp_path / "out.json")]) == 0
     assert len(json.loads((tmp_path / "out.json").read_text())["persons"]) == 1
 
 
 @pytest.mark.parametrize("boxes", [None, "test_coco_det_AP_H_56.json"])
-def test_cli_evaluate_prints_the_ten_coco_metrics(models: dict, tmp_path: Path, boxes: object) -> None:
-    args = ["evaluate", models["mmpose0-default"], "--ann", COCO / "test_coco.json", "--images", COCO,
-            "--json", tmp_path / "metrics.json"]
-    result = _cli(*args, *(["--boxes", COCO / boxes] if boxes else []))
-    assert result.returncode == 0, result.stderr
-    assert "MMPose 0.x rules" in result.stdout and "AR (L)" in result.stdout
+def test_cli_evaluate_prints_the_ten_coco_metrics(models: dict, tmp_path: Path, boxes: object,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    args = ["evaluate", str(models["mmpose0-default"]), "--ann", str(COCO / "test_coco.json"), "--images", str(COCO),
+            "--json", str(tmp_path / "metrics.json"), *(["--boxes", str(COCO / boxes)] if boxes else [])]
+    if boxes is None:  # the documented command, as a process
+        result = _cli(*args)
+        assert result.returncode == 0, result.stderr
+        stdout = result.stdout
+    else:
+        assert cli_main(args) == 0
+        stdout = capsys.readouterr().out
+    assert "MMPose 0.x rules" in stdout and "AR (L)" in stdout
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert list(written["stats"]) == ["AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75",
                                       "AR (M)", "AR (L)"]

@@ -41,7 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import _cpu_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+#: MMPose generation -> the mmcv sdist its rows build.
 SDISTS = {"mmpose0": ("mmcv-full", "1.7.0"), "mmpose1": ("mmcv", "2.1.0")}
+#: The rows of the support matrix (docs/compatibility.md).
+STACKS = ("mmpose0", "mmpose0-legacy", "mmpose1", "mmpose1-torch2.1", "mmpose1-newest")
 VARIANTS: Dict[str, Dict[str, str]] = {
     "plain": {"RESNEST_PLUGIN_PCH": "0"},
     "pch-debug": {"RESNEST_PLUGIN_PCH": "1", "RESNEST_PLUGIN_MMCV_DEBUG": "1"},
@@ -76,10 +79,14 @@ def _scratch_venv(folder: Path) -> Path:
     return folder
 
 
+def _generation(stack: str) -> str:
+    """The MMPose generation of a row of the support matrix (``mmpose1-newest`` -> ``mmpose1``)."""
+    return stack.split("-", 1)[0]
+
+
 def _download_sdist(stack: str, folder: Path) -> Path:
-    name, version = SDISTS[stack]
-    constraints = REPO / ("requirements/constraints.txt" if stack == "mmpose0"
-                          else "requirements/mmpose1/constraints.txt")
+    name, version = SDISTS[_generation(stack)]
+    constraints = REPO / "requirements" / ("" if stack == "mmpose0" else stack) / "constraints.txt"
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-build-isolation",
                     "--no-binary", name, f"{name}=={version}", "-d", str(folder), "-c", str(constraints)],
                    check=True)
@@ -91,7 +98,7 @@ def measure_variant(stack: str, variant: str, sdist: Path, scratch: Path,
     """Build mmcv with one variant through setup_env.sh's cold branch and measure it.
 
     Args:
-        stack: ``mmpose0`` or ``mmpose1``.
+        stack: A row of the support matrix (``mmpose0``, ``mmpose1-torch2.1``, ...).
         variant: A key of :data:`VARIANTS`.
         sdist: The local sdist (``RESNEST_PLUGIN_MMCV_SDIST``).
         scratch: An empty folder for the venv, cache and logs.
@@ -121,7 +128,7 @@ def measure_variant(stack: str, variant: str, sdist: Path, scratch: Path,
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     steps = [line.split("\t", 1) for line in times.read_text().splitlines()] if times.exists() else []
-    name, version = SDISTS[stack]
+    name, version = SDISTS[_generation(stack)]
     build = [float(seconds) for seconds, step in steps if step.startswith(f"{name} {version}")]
     wheels = list((scratch / "cache").rglob("*.whl"))
     ext = list((venv / "lib").glob("python*/site-packages/mmcv/_ext*.so"))
@@ -156,7 +163,8 @@ def _markdown(result: Dict[str, object]) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     """Measure the variants one after another; write ``--out`` (JSON) and its ``.md`` table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stack", choices=sorted(SDISTS), default="mmpose0")
+    parser.add_argument("--stack", choices=STACKS, default="mmpose0",
+                        help="the row of the support matrix whose pins (torch, Python) the build uses")
     parser.add_argument("--variants", default="plain,pch-debug,pch",
                         help=f"comma-separated, from {sorted(VARIANTS)}")
     parser.add_argument("--sdist", type=Path, help="a local sdist (default: download PyPI's)")
@@ -168,7 +176,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--variants {unknown} not understood: expected some of {sorted(VARIANTS)}")
-    name, version = SDISTS[args.stack]
+    name, version = SDISTS[_generation(args.stack)]
     with tempfile.TemporaryDirectory(prefix="mmcv-build-bench.") as tmp:
         sdist = args.sdist.resolve() if args.sdist else _download_sdist(args.stack, Path(tmp))
         result: Dict[str, object] = {

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -34,15 +35,35 @@ from typing import Dict, Tuple
 
 import pytest
 
+import torch
+
 from resnest_plugin.hosts import installed_host
 
 REPO = Path(__file__).resolve().parents[1]
-# STACK -> (sdist name, version, the -std flag its setup.py hard-codes).
+# MMPose generation -> (sdist name, version, the -std flag its setup.py hard-codes).
 MMCV_SDISTS: Dict[str, Tuple[str, str, str]] = {
     "mmpose0": ("mmcv-full", "1.7.0", "c++14"),
     "mmpose1": ("mmcv", "2.1.0", "c++17"),
 }
-STACK = installed_host() or "mmpose0"
+GENERATION = installed_host() or "mmpose0"
+
+
+def _current_row() -> str:
+    """This environment's row of the support matrix: the set-up's stamp, else $STACK, else the host."""
+    stamp = Path(sys.prefix) / ".resnest_plugin_setup"
+    found = re.search(r"stack=(\S+)", stamp.read_text()) if stamp.is_file() else None
+    return found.group(1) if found else os.environ.get("STACK") or GENERATION
+
+
+def _torch_cplusplus() -> int:
+    """``__cplusplus`` of the standard this torch's headers need (setup_env.sh's TORCH_STD rule)."""
+    release = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    if release < (2, 0):
+        return 201402
+    return 201703 if release < (2, 14) else 202002
+
+
+STACK = _current_row()
 
 _STAND_IN_SETUP = '''\
 """Stand-in for {name} {version}'s setup.py: one ops translation unit, mmcv's layout."""
@@ -61,13 +82,14 @@ if os.environ.get("STAND_IN_WITHOUT_OPS") != "1":
 setup(name="{name}", version="{version}", packages=["mmcv"], ext_modules=ext_modules,
       cmdclass={{"build_ext": BuildExtension}})
 '''
-# No torch header: parsing torch/extension.h would make this test take minutes.
+# No torch header: parsing torch/extension.h would make this test take minutes. It
+# stands in for torch's "#error C++20 or later compatible compiler is required".
 _HELPER_HEADER = """\
 #pragma once
 #include <Python.h>
 #include <vector>
-#if __cplusplus < 202002L
-#error "built without the C++20 patch of setup.py"
+#if __cplusplus < {cplusplus}L
+#error "built with an older C++ standard than this torch needs (setup.py not patched)"
 #endif
 """
 _NMS = """\
@@ -90,12 +112,12 @@ PyMODINIT_FUNC PyInit__ext(void) { return PyModule_Create(&module); }
 
 def _write_stand_in_sdist(folder: Path, stack: str) -> Path:
     """Write ``<dist>-<version>.tar.gz``, a stand-in for mmcv's sdist of ``stack``."""
-    name, version, std = MMCV_SDISTS[stack]
+    name, version, std = MMCV_SDISTS[stack.split("-", 1)[0]]
     root = folder / f"{name}-{version}"
     files = {
         "setup.py": _STAND_IN_SETUP.format(name=name, version=version, std=std),
         "mmcv/__init__.py": f'__version__ = "{version}"\n',
-        "mmcv/ops/csrc/common/pytorch_cpp_helper.hpp": _HELPER_HEADER,
+        "mmcv/ops/csrc/common/pytorch_cpp_helper.hpp": _HELPER_HEADER.format(cplusplus=_torch_cplusplus()),
         "mmcv/ops/csrc/pytorch/cpu/nms.cpp": _NMS,
         "mmcv/ops/csrc/pytorch/pybind.cpp": _PYBIND,
     }
@@ -149,7 +171,7 @@ def test_cold_branch_builds_caches_and_installs_from_relative_paths(tmp_path: Pa
     _venv_over_this_environment(clone, ".venv-cold")
     sdist = _write_stand_in_sdist(tmp_path, STACK)
     env = _setup_env(clone, tmp_path, sdist)
-    name, version, _ = MMCV_SDISTS[STACK]
+    name, version, _ = MMCV_SDISTS[GENERATION]
 
     cold = _run_setup(clone, env)
     assert cold.returncode == 0, cold.stdout[-4000:]
@@ -157,7 +179,8 @@ def test_cold_branch_builds_caches_and_installs_from_relative_paths(tmp_path: Pa
     assert "precompiled header: given to 2 translation units, unusable in 0" in cold.stdout
     cached = list((clone / "cache" / "wheels").glob(f"{name}-{version}_*/*.whl"))
     assert len(cached) == 1, cold.stdout[-4000:]
-    # The stand-in's _ext, compiled as C++20 (its header #errors otherwise), imports from the new venv.
+    # The stand-in's _ext, compiled with the standard this torch needs (its header #errors
+    # otherwise), imports from the new venv.
     probe = subprocess.run(
         [str(clone / ".venv-cold" / "bin" / "python"), "-c",
          "import mmcv._ext, mmcv; print(mmcv._ext.nms(3), mmcv.__file__)"],
@@ -237,7 +260,7 @@ def test_setup_script_has_no_grep_q_in_a_pipeline() -> None:
 
 def test_stand_in_is_shaped_like_the_real_sdist(tmp_path: Path) -> None:
     """The stand-in keeps what the script relies on: name-version folder and the -std flag to patch."""
-    name, version, std = MMCV_SDISTS[STACK]
+    name, version, std = MMCV_SDISTS[GENERATION]
     with tarfile.open(_write_stand_in_sdist(tmp_path, STACK)) as archive:
         setup_py = archive.extractfile(f"{name}-{version}/setup.py").read().decode()
     assert f"-std={std}" in setup_py
@@ -254,7 +277,7 @@ def test_build_benchmark_runs_each_variant_through_the_cold_branch(tmp_path: Pat
         env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert (data["dist"], data["version"]) == MMCV_SDISTS[STACK][:2]
+    assert (data["dist"], data["version"]) == MMCV_SDISTS[GENERATION][:2]
     rows = {row["variant"]: row for row in data["variants"]}
     assert list(rows) == ["plain", "pch"]
     for row in rows.values():

@@ -13,7 +13,7 @@ torch 1.13.1, 2.1.2, 2.14.1 and 2.15.0.
 entry                         torch API it asks for                            added in
 ============================  ===============================================  ==========
 :func:`is_compiling`          ``torch.compiler.is_compiling``                  2.3
-                              (before it ``torch._utils.is_compiling``)        2.1
+                              (before it ``torch._utils.is_compiling``)        <= 2.1
 :func:`mkldnn_pointwise_ok`   ``torch.ops.mkldnn._convolution_pointwise``,     2.0
                               its ``.binary`` and in-place ``_.binary``
 :data:`ONEDNN`                ``torch.backends.mkldnn.is_available()``         < 1.13
@@ -22,19 +22,21 @@ entry                         torch API it asks for                            a
                               ``get_safe_globals``
 :func:`weights_only_globals`  ``torch._weights_only_unpickler``                1.13
                               ``._get_allowed_globals``
-:func:`load_with_pickle_`     ``torch.load(pickle_module=...)`` honoured       2.0
+:func:`load_with_pickle_`     ``torch.load(pickle_module=...)`` honoured       <= 2.1
 ``module``                    with ``weights_only=False``
 ============================  ===============================================  ==========
 
-Sources: ``torch.compiler.is_compiling`` is absent from torch 2.1.2 and
-present in 2.3 (pytorch/pytorch#127690 deprecates the older
-``torch._utils.is_compiling`` in its favour; torch 2.14 warns on the old one);
+Sources (checked in the installed torch 1.13.1, 2.1.2, 2.14.1 and 2.15.0
+sources, dates from pytorch/pytorch): ``torch.compiler.is_compiling`` is
+absent from 2.1.2 (2.3 added it; pytorch/pytorch#127690 later deprecated
+``torch._utils.is_compiling``, which 2.1.2 has, and 2.14.1 warns on it);
 the pointwise convolutions came with inductor's CPU fusion,
-pytorch/pytorch#86581 (unary) and #86582 (binary), after the 1.13 branch cut;
-``add_safe_globals`` is absent from 2.3 and the context manager
-``safe_globals`` from 2.4 (the weights-only docstring of
-pytorch/pytorch#127575 names them); the weights-only unpickler and
-``torch.load(weights_only=...)`` are 1.13's (pytorch/pytorch#86812). torch
+pytorch/pytorch#86581 (unary) and #86582 (binary), after the 1.13 branch
+cut, and are absent from 1.13.1; ``add_safe_globals`` / ``get_safe_globals``
+are 2.4's and the ``safe_globals`` context manager is
+pytorch/pytorch#127939, merged July 2024 for 2.5; the weights-only unpickler
+(torch/_weights_only_unpickler.py) and ``torch.load(weights_only=...)`` are
+1.13's, the first release with them. torch
 1.13.1's ``torch.load`` replaces any ``pickle_module`` by ``pickle`` when
 ``weights_only`` is ``False`` (its torch/serialization.py: ``else: pickle_module
 = pickle``); 2.1.2 only fills in a missing one. A restricted pickle module

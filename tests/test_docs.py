@@ -84,6 +84,9 @@ TESTED_BY: Dict[str, str] = {
     "make test-slow": CI,
     "make test STACK=mmpose1": CI,
     "make test-slow STACK=mmpose1": CI,
+    "make test-matrix STACK=mmpose0-legacy": CI,
+    "make test-matrix STACK=mmpose1-torch2.1": CI,
+    "make test-matrix STACK=mmpose1-newest": CI,
     "make setup STACK=mmpose1":
         f"{_SETUP}::test_cold_branch_builds_caches_and_installs_from_relative_paths",
     # --- docs/installation.md -----------------------------------------------------------

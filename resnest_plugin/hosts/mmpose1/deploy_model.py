@@ -87,7 +87,8 @@ def exportable_model(config: Union[str, Path], checkpoint: Optional[Union[str, P
         heatmap_size=tuple(int(v) for v in codec["heatmap_size"]),
         keypoint_names=names,
         skeleton=[list(map(int, link)) for link in meta["skeleton_links"]],
-        flip_pairs=[list(map(int, pair)) for pair in meta["flip_pairs"]],
+        # parse_pose_metainfo lists each pair in both orders; the contract lists it once.
+        flip_pairs=[list(pair) for pair in sorted({tuple(sorted(map(int, p))) for p in meta["flip_pairs"]})],
         sigmas=[float(s) for s in meta["sigmas"]],
         # GetBBoxCenterScale's default padding is 1.25.
         box_padding=float(box_step.get("padding", 1.25)),

@@ -188,7 +188,7 @@ TESTED_BY: Dict[str, str] = {
     ".venv/bin/python -m pytest tests/mmpose0/test_resnest.py --update-golden":
         "tests/mmpose0/test_resnest.py::test_released_checkpoint_key_list_matches_golden_file",
     # --- docs/deploy.md: Run, Evaluate (the runner) -------------------------------------
-    "pip install numpy opencv-python-headless onnxruntime":
+    'pip install numpy "opencv-python-headless<5" onnxruntime':
         "tests/test_deploy_venv.py::test_the_runner_works_in_a_venv_without_torch_or_openmmlab",
     "pip install --no-deps resnest_plugin-*.whl":
         "tests/test_deploy_venv.py::test_the_runner_works_in_a_venv_without_torch_or_openmmlab",

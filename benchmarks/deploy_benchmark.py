@@ -128,13 +128,21 @@ def _oks(a: np.ndarray, b: np.ndarray, area: float, sigmas: np.ndarray) -> float
     return float(np.exp(-d2 / variances / (area + np.spacing(1)) / 2).mean())
 
 
-def accuracy(config: Path, checkpoint: Path, folder: Path, threads: int) -> Dict[str, Any]:
-    """fp32 vs INT8 of a trained checkpoint on the bundled mini COCO (GT and detector boxes)."""
+def accuracy(config: Path, checkpoint: Path, folder: Path, threads: int,
+             size: Optional[str] = None) -> Dict[str, Any]:
+    """fp32 vs INT8 of a trained checkpoint on the bundled mini COCO (GT and detector boxes).
+
+    ``size`` (``"HxW"``) replaces the config's input size (the network is fully
+    convolutional: e.g. ``make demo``'s 128x96 checkpoint with its 256x192 config).
+    """
     from resnest_plugin.deploy.checkpoint import file_sha256
     from resnest_plugin.deploy.evaluate import evaluate_coco
     from resnest_plugin.deploy.runtime import PoseEstimator
 
     model = exportable_model(config, checkpoint)
+    if size is not None:
+        height, width = (int(v) for v in size.split("x"))
+        model = dataclasses.replace(model, input_size=(width, height), heatmap_size=(width // 4, height // 4))
     fp32, int8 = folder / "acc_fp32.onnx", folder / "acc_int8.onnx"
     export_onnx(model, fp32, config=config, checkpoint_sha256=file_sha256(checkpoint))
     quantize_export(fp32, int8)
@@ -215,6 +223,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--accuracy-config", type=Path, default=None)
     parser.add_argument("--accuracy-checkpoint", type=Path, default=None)
+    parser.add_argument("--accuracy-size", default=None,
+                        help="HxW input of the accuracy run when it differs from the config's "
+                             "(make demo trains at 128x96)")
+    parser.add_argument("--accuracy-only", action="store_true",
+                        help="add the accuracy section to the existing deploy_<stack>.json/.md "
+                             "(the speed tables of the earlier run are kept)")
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     parser.add_argument("--smoke", action="store_true",
                         help="R50 at a 64x64 input, batches 1 and 2, one repetition (tests)")
@@ -228,9 +242,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         args.depths, args.sizes, args.batches, args.reps, args.min_seconds = [50], ["256x192"], [1, 2], 1, 0.0
     torch.set_num_threads(args.threads)
     host = installed_host()
+    stem = args.out_dir / f"deploy_{host}"
     results: Dict[str, Any] = {
         "stack": host, "machine": machine_summary(torch.device("cpu")), "threads": args.threads,
         "load_average_start": os.getloadavg(), "smoke": args.smoke, "workloads": {}}
+    if args.accuracy_only:
+        results = json.loads(stem.with_suffix(".json").read_text())
+        args.depths, args.reps = [], results.get("reps", args.reps)
+    results["reps"] = args.reps
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch:
         for depth in args.depths:
@@ -251,16 +270,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 print(f"{key}: {json.dumps(results['workloads'][key])}", flush=True)
         if args.accuracy_config is not None and args.accuracy_checkpoint is not None:
             results["accuracy"] = accuracy(args.accuracy_config, args.accuracy_checkpoint, Path(scratch),
-                                           args.threads)
-    results["load_average_end"] = os.getloadavg()
-    results["seconds"] = round(time.time() - started, 1)
+                                           args.threads, args.accuracy_size)
+    if not args.accuracy_only:
+        results["load_average_end"] = os.getloadavg()
+        results["seconds"] = round(time.time() - started, 1)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"deploy_{host}"
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = [f"# Deploy benchmark ({host})", "", results["machine"],
-             f"threads {args.threads}, load average {results['load_average_start'][0]:.1f} at the start and "
+    lines = [f"# Deploy benchmark ({host})", "", results["machine"], "",
+             f"threads {results['threads']}, load average {results['load_average_start'][0]:.1f} at the start and "
              f"{results['load_average_end'][0]:.1f} at the end (2 cores shared with other jobs); "
-             f"{results['seconds']:.0f} s. Images/s, median of {args.reps} interleaved repetitions.", "",
+             f"{results['seconds']:.0f} s. Images/s, median of {results['reps']} interleaved repetitions.", "",
              *_table(results)]
     if "accuracy" in results:
         lines += ["", *_accuracy_lines(results["accuracy"])]

@@ -187,6 +187,13 @@ TESTED_BY: Dict[str, str] = {
     # --- docs/development.md ------------------------------------------------------------
     ".venv/bin/python -m pytest tests/mmpose0/test_resnest.py --update-golden":
         "tests/mmpose0/test_resnest.py::test_released_checkpoint_key_list_matches_golden_file",
+    # --- docs/deploy.md: Export, INT8 and speed (the exporter) ----------------------------
+    "python -m resnest_plugin.deploy export configs/top_down/resnest/coco/resnest50_coco_256x192.py "
+    "work_dirs/r50/latest.pth r50.onnx":
+        "tests/mmpose0/test_deploy_export.py::test_file_equals_mmpose_forward_test",
+    "python -m resnest_plugin.deploy export configs/top_down/resnest/coco/resnest50_coco_256x192.py "
+    "work_dirs/r50/latest.pth r50_int8.onnx --int8":
+        "tests/mmpose0/test_deploy_export.py::test_cli_int8_export_and_its_errors",
     # --- docs/deploy.md: Run, Evaluate (the runner) -------------------------------------
     'pip install numpy "opencv-python-headless<5" onnxruntime':
         "tests/test_deploy_venv.py::test_the_runner_works_in_a_venv_without_torch_or_openmmlab",

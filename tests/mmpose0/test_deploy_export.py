@@ -17,6 +17,9 @@ The export's input conversion is checked by feeding MMPose's own
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Dict, Tuple
@@ -124,7 +127,14 @@ def exports(released_format: Tuple[nn.Module, Path],
     _, checkpoint = released_format
     folder = tmp_path_factory.mktemp("exports")
     files = {}
-    for variant, flip in (("keypoints", True), ("keypoints", False), ("heatmaps", True)):
+    # The documented command, as a process (docs/deploy.md, "Export").
+    out = folder / "keypoints_True.onnx"
+    run = subprocess.run([sys.executable, "-m", "resnest_plugin.deploy", "export", str(R50), str(checkpoint),
+                          str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0 and f"wrote {out}" in run.stdout, run.stderr[-3000:]
+    files[("keypoints", True)] = out
+    for variant, flip in (("keypoints", False), ("heatmaps", True)):
         out = folder / f"{variant}_{flip}.onnx"
         args = [str(R50), str(checkpoint), str(out), "--variant", variant] + ([] if flip else ["--no-flip"])
         assert main(args) == 0
@@ -242,7 +252,7 @@ def test_cli_int8_export_and_its_errors(released_format: Tuple[nn.Module, Path],
     assert "does not fit the config's model" in capsys.readouterr().err
 
     out = tmp_path / "int8.onnx"
-    assert main([str(R50), str(checkpoint), str(out), "--int8", "--no-flip"]) == 0
+    assert main([str(R50), str(checkpoint), str(out), "--int8"]) == 0
     meta = read_metadata(out)
     assert meta["precision"] == "int8" and meta["quantization"]["calibration_crops"] == 12
     ops = {node.op_type for node in onnx.load(str(out)).graph.node}
@@ -250,3 +260,49 @@ def test_cli_int8_export_and_its_errors(released_format: Tuple[nn.Module, Path],
     keypoints, scores = _session(out).run(None, {contract.INPUT_NAME: _crops(2, (192, 256), 3)})
     assert keypoints.shape == (2, 17, 2) and np.isfinite(scores).all()
     print(json.dumps(meta["quantization"]))
+
+
+# --- slow: the runner on the flip-off file against the stock tools/test.py ----------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gt_boxes", [True, False], ids=["ground-truth-boxes", "detector-boxes"])
+def test_runner_on_the_no_flip_file_equals_the_stock_test_tool(
+        released_format: Tuple[nn.Module, Path], exports: Dict[Tuple[str, bool], Path], coco_root: Path,
+        tmp_path: Path, gt_boxes: bool) -> None:
+    # The flip-on file is compared in test_deploy_stock_match.py; one stock run per case here.
+    from resnest_plugin.coco_metrics import parse_test_output
+    from resnest_plugin.deploy import PoseEstimator
+    from resnest_plugin.deploy.evaluate import evaluate_coco
+    from tools_helpers import cfg_options_args, mini_coco_cfg_options, run_stock_tool
+
+    _, checkpoint = released_format
+    options = mini_coco_cfg_options(coco_root, image_size=None)
+    options["data.test.data_cfg.use_gt_bbox"] = gt_boxes
+    options["model.test_cfg.flip_test"] = False
+    stock = run_stock_tool("test.py", [str(R50), str(checkpoint), "--eval", "mAP", "--work-dir", str(tmp_path),
+                                       *cfg_options_args(options)])
+    assert stock.returncode == 0, stock.stderr[-3000:]
+    expected = json.loads((tmp_path / "result_keypoints.json").read_text())
+    estimator = PoseEstimator(exports[("keypoints", False)], intra_op_num_threads=1)
+    mine = evaluate_coco(estimator, coco_root / "test_coco.json", coco_root,
+                         None if gt_boxes else coco_root / "test_coco_det_AP_H_56.json")
+    assert len(mine.results) == len(expected) > (10 if gt_boxes else 50)
+    got = np.array([r["keypoints"] for r in mine.results]).reshape(len(expected), -1, 3)
+    want = np.array([r["keypoints"] for r in expected]).reshape(len(expected), -1, 3)
+    assert np.abs(got[..., :2] - want[..., :2]).max() <= 0.01
+    metrics = parse_test_output(stock.stdout)
+    assert {k: round(v, 4) for k, v in mine.stats.items()} == {k: round(metrics[k], 4) for k in mine.stats}
+
+
+@pytest.mark.slow
+def test_deploy_benchmark_smoke_writes_both_tables(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "deploy_benchmark.py"), "--smoke",
+                          "--out-dir", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=1200, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "deploy_mmpose0.json").read_text())
+    rates = results["workloads"]["50@64x64"]
+    assert set(rates) == {"batch1", "batch2", "runner_batch1"}
+    assert all(rates["batch2"][name]["median"] > 0 for name in ("mmpose", "ours", "ort_fp32", "ort_int8"))
+    table = (tmp_path / "deploy_mmpose0.md").read_text()
+    assert "| ResNeSt-50 | 64x64 | 2 |" in table and "runner INT8" in table

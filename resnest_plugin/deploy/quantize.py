@@ -119,7 +119,10 @@ def quantize_export(fp32: Union[str, Path], out: Union[str, Path],
             weight_type=QuantType.QInt8 if settings.weight_type == "int8" else QuantType.QUInt8,
             op_types_to_quantize=list(settings.op_types),
             nodes_to_exclude=_last_conv(prepared) if settings.keep_last_conv_fp32 else [],
-            calibrate_method=CalibrationMethod[settings.calibrate_method])
+            calibrate_method=CalibrationMethod[settings.calibrate_method],
+            # MinMax keeps every crop's intermediate tensors until the end unless told to
+            # merge them (tens of MB per crop for R50): bounded memory for large --calib-images.
+            extra_options={"CalibMaxIntermediateOutputs": 8})
     meta["precision"] = "int8"
     meta["quantization"] = {
         **asdict(settings), "op_types": list(settings.op_types),

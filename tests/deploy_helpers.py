@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import onnx
@@ -27,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from resnest_plugin.deploy import contract
 
-__all__ = ["COCO_KEYPOINTS", "COCO_SIGMAS", "COCO_SKELETON", "OFFSETS", "SCORE_FACTORS", "tiny_metadata",
+__all__ = ["assert_evaluate_matches_stock", "export_random_model", "COCO_KEYPOINTS", "COCO_SIGMAS", "COCO_SKELETON", "OFFSETS", "SCORE_FACTORS", "tiny_metadata",
            "write_tiny_model"]
 
 COCO_KEYPOINTS = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -141,3 +141,58 @@ def write_tiny_model(path: Path, decode: Optional[str] = "mmpose1-msra", input_s
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def assert_evaluate_matches_stock(export: Path, coco_root: Path, gt_boxes: bool, expected: List[Dict[str, Any]],
+                                  stock_output: str, identity: Tuple[str, ...]) -> None:
+    """``evaluate`` of ``export`` against the stock ``tools/test.py``'s results list and printed metrics.
+
+    Args:
+        export: The exported file.
+        coco_root: The bundled mini COCO.
+        gt_boxes: Ground-truth boxes (else the bundled detections).
+        expected: The results list the stock tool wrote.
+        stock_output: What it printed (its ten metrics).
+        identity: Result fields that must be equal person by person (besides ``image_id``).
+    """
+    from resnest_plugin.coco_metrics import parse_test_output
+    from resnest_plugin.deploy import PoseEstimator
+    from resnest_plugin.deploy.evaluate import evaluate_coco
+
+    estimator = PoseEstimator(export, intra_op_num_threads=1)
+    mine = evaluate_coco(estimator, coco_root / "test_coco.json", coco_root,
+                         None if gt_boxes else coco_root / "test_coco_det_AP_H_56.json")
+    assert len(mine.results) == len(expected) > (10 if gt_boxes else 50)
+    for got, want in zip(mine.results, expected):
+        assert [got[k] for k in ("image_id", *identity)] == [want[k] for k in ("image_id", *identity)]
+    got_kps = np.array([r["keypoints"] for r in mine.results]).reshape(len(expected), -1, 3)
+    want_kps = np.array([r["keypoints"] for r in expected]).reshape(len(expected), -1, 3)
+    np.testing.assert_array_equal(got_kps[..., :2], want_kps[..., :2])  # image pixels: identical
+    np.testing.assert_allclose(got_kps[..., 2], want_kps[..., 2], rtol=0, atol=1e-5)  # float32 noise
+    metrics = parse_test_output(stock_output)
+    assert {name: round(value, 4) for name, value in mine.stats.items()} == {
+        name: round(metrics[name], 4) for name in mine.stats}
+
+
+def export_random_model(model: Any, config: Path, folder: Path, save: Callable[[Any, Path], None]) -> Dict[str, Path]:
+    """Give ``model`` non-trivial random weights, save it as its generation does, and export it (fp32, flip test).
+
+    Args:
+        model: A freshly built MMPose top-down model of ``config``.
+        config: Its config file.
+        folder: Where the checkpoint and the export go.
+        save: Writes the checkpoint as the generation's runner does (``save(model, path)``).
+
+    Returns:
+        ``checkpoint``, ``export`` and ``folder``.
+    """
+    from model_helpers import randomise
+
+    from resnest_plugin.deploy.export import main as export_main
+
+    randomise(model, seed=5, spread=0.1)
+    model.eval()
+    checkpoint, export = folder / "r50.pth", folder / "r50.onnx"
+    save(model, checkpoint)
+    assert export_main([str(config), str(checkpoint), str(export)]) == 0
+    return dict(checkpoint=checkpoint, export=export, folder=folder)

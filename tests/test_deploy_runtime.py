@@ -266,6 +266,9 @@ def test_a_file_that_is_not_an_export_is_named(tmp_path: Path) -> None:
         PoseEstimator(write_tiny_model(tmp_path / "decode.onnx", metadata=tiny_metadata(decode="argmax")))
     with pytest.raises(NotAnExportError, match=r"'skeleton' is \[\[0, 17\]\]"):
         PoseEstimator(write_tiny_model(tmp_path / "skel.onnx", metadata=tiny_metadata(skeleton=[[0, 17]])))
+    heatmaps_of_no_known_mmpose = tiny_metadata(None, mmpose_version="2.0.0")
+    with pytest.raises(NotAnExportError, match="'mmpose_version' is '2.0.0', expected an MMPose 0.x or 1.x"):
+        PoseEstimator(write_tiny_model(tmp_path / "v.onnx", None, metadata=heatmaps_of_no_known_mmpose))
 
 
 def test_another_format_version_is_named_with_the_one_this_runner_reads(tmp_path: Path) -> None:

@@ -16,17 +16,12 @@ import json
 from pathlib import Path
 from typing import Dict
 
-import numpy as np
 import pytest
 from mmcv import Config
 from mmcv.runner import save_checkpoint
 from mmpose.models import build_posenet
 
-from model_helpers import randomise
-from resnest_plugin.coco_metrics import parse_test_output
-from resnest_plugin.deploy import PoseEstimator
-from resnest_plugin.deploy.evaluate import evaluate_coco
-from resnest_plugin.deploy.export import main as export_main
+from deploy_helpers import assert_evaluate_matches_stock, export_random_model
 from tools_helpers import cfg_options_args, mini_coco_cfg_options, run_stock_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,13 +34,8 @@ def checkpoint_and_export(tmp_path_factory: pytest.TempPathFactory) -> Dict[str,
     folder = tmp_path_factory.mktemp("stock_match")
     cfg = Config.fromfile(str(R50))
     cfg.model.pretrained = None
-    model = build_posenet(cfg.model)
-    randomise(model, seed=5, spread=0.1)
-    model.eval()
-    checkpoint, export = folder / "r50.pth", folder / "r50.onnx"
-    save_checkpoint(model, str(checkpoint))
-    assert export_main([str(R50), str(checkpoint), str(export)]) == 0
-    return dict(checkpoint=checkpoint, export=export, folder=folder)
+    return export_random_model(build_posenet(cfg.model), R50, folder,
+                               lambda model, path: save_checkpoint(model, str(path)))
 
 
 @pytest.mark.slow
@@ -60,16 +50,5 @@ def test_evaluate_equals_the_stock_test_tool(checkpoint_and_export: Dict[str, Pa
     assert stock.returncode == 0, stock.stderr[-3000:]
     expected = json.loads((work / "result_keypoints.json").read_text())
 
-    estimator = PoseEstimator(checkpoint_and_export["export"], intra_op_num_threads=1)
-    mine = evaluate_coco(estimator, coco_root / "test_coco.json", coco_root,
-                         None if gt_boxes else coco_root / "test_coco_det_AP_H_56.json")
-    assert len(mine.results) == len(expected) > (10 if gt_boxes else 50)
-    for got, want in zip(mine.results, expected):
-        assert (got["image_id"], got["center"], got["scale"]) == (want["image_id"], want["center"], want["scale"])
-    got_kps = np.array([r["keypoints"] for r in mine.results]).reshape(len(expected), -1, 3)
-    want_kps = np.array([r["keypoints"] for r in expected]).reshape(len(expected), -1, 3)
-    np.testing.assert_array_equal(got_kps[..., :2], want_kps[..., :2])
-    np.testing.assert_allclose(got_kps[..., 2], want_kps[..., 2], rtol=0, atol=1e-5)
-    metrics = parse_test_output(stock.stdout)
-    assert {name: round(value, 4) for name, value in mine.stats.items()} == {
-        name: round(metrics[name], 4) for name in mine.stats}
+    assert_evaluate_matches_stock(checkpoint_and_export["export"], coco_root, gt_boxes, expected,
+                                  stock.stdout + stock.stderr, ("center", "scale"))

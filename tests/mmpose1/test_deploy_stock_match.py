@@ -15,17 +15,12 @@ import json
 from pathlib import Path
 from typing import Dict
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmpose.apis import init_model
 
-from model_helpers import randomise
-from resnest_plugin.coco_metrics import parse_test_output
-from resnest_plugin.deploy import PoseEstimator
-from resnest_plugin.deploy.evaluate import evaluate_coco
-from resnest_plugin.deploy.export import main as export_main
+from deploy_helpers import assert_evaluate_matches_stock, export_random_model
 from tools_helpers import CONFIG_R50, cfg_options_args, mini_coco_cfg_options, run_stock_tool
 
 
@@ -35,13 +30,9 @@ def checkpoint_and_export(tmp_path_factory: pytest.TempPathFactory) -> Dict[str,
     folder = tmp_path_factory.mktemp("stock_match")
     cfg = Config.fromfile(str(CONFIG_R50))
     cfg.model.backbone.init_cfg = None
-    model = init_model(cfg, checkpoint=None, device="cpu")
-    randomise(model, seed=5, spread=0.1)
-    model.eval()
-    checkpoint, export = folder / "r50.pth", folder / "r50.onnx"
-    torch.save({"meta": {"note": "random weights"}, "state_dict": model.state_dict()}, checkpoint)
-    assert export_main([str(CONFIG_R50), str(checkpoint), str(export)]) == 0
-    return dict(checkpoint=checkpoint, export=export, folder=folder)
+    return export_random_model(init_model(cfg, checkpoint=None, device="cpu"), CONFIG_R50, folder,
+                               lambda model, path: torch.save({"meta": {"note": "random weights"},
+                                                               "state_dict": model.state_dict()}, path))
 
 
 @pytest.mark.slow
@@ -59,16 +50,5 @@ def test_evaluate_equals_the_stock_test_tool(checkpoint_and_export: Dict[str, Pa
     assert stock.returncode == 0, stock.stderr[-3000:]
     expected = json.loads((work / "results.keypoints.json").read_text())
 
-    estimator = PoseEstimator(checkpoint_and_export["export"], intra_op_num_threads=1)
-    mine = evaluate_coco(estimator, coco_root / "test_coco.json", coco_root,
-                         None if gt_boxes else coco_root / "test_coco_det_AP_H_56.json")
-    assert len(mine.results) == len(expected) > (10 if gt_boxes else 50)
-    for got, want in zip(mine.results, expected):
-        assert (got["image_id"], got["bbox"]) == (want["image_id"], want["bbox"])
-    got_kps = np.array([r["keypoints"] for r in mine.results]).reshape(len(expected), -1, 3)
-    want_kps = np.array([r["keypoints"] for r in expected]).reshape(len(expected), -1, 3)
-    np.testing.assert_array_equal(got_kps[..., :2], want_kps[..., :2])
-    np.testing.assert_allclose(got_kps[..., 2], want_kps[..., 2], rtol=0, atol=1e-5)
-    metrics = parse_test_output(stock.stdout + stock.stderr)
-    assert {name: round(value, 4) for name, value in mine.stats.items()} == {
-        name: round(metrics[name], 4) for name in mine.stats}
+    assert_evaluate_matches_stock(checkpoint_and_export["export"], coco_root, gt_boxes, expected,
+                                  stock.stdout + stock.stderr, ("bbox",))

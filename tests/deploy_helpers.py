@@ -27,7 +27,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from resnest_plugin.deploy import contract
 
-__all__ = ["assert_evaluate_matches_stock", "export_random_model", "COCO_KEYPOINTS", "COCO_SIGMAS", "COCO_SKELETON", "OFFSETS", "SCORE_FACTORS", "tiny_metadata",
+__all__ = ["COCO_KEYPOINTS", "COCO_SIGMAS", "COCO_SKELETON", "OFFSETS", "SCORE_FACTORS",
+           "assert_evaluate_matches_stock", "export_random_model", "tiny_metadata",
            "write_tiny_model"]
 
 COCO_KEYPOINTS = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",

@@ -64,6 +64,13 @@ def read_boxes(path: Path) -> np.ndarray:
         raise BoxError(f"boxes file {str(path)!r}: {rows!r} is not a list of [x1, y1, x2, y2]") from None
 
 
+def _batch_size(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m resnest_plugin.deploy",
@@ -78,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument("--json", type=Path, help="write the keypoints here (default: print them)")
     infer.add_argument("--out", type=Path, help="write the image with the skeletons drawn here")
     infer.add_argument("--score-thr", type=float, default=0.3, help="lowest keypoint score drawn (default 0.3)")
-    infer.add_argument("--batch-size", type=int, default=16, help="most crops per network run (default 16)")
+    infer.add_argument("--batch-size", type=_batch_size, default=16, help="most crops per network run (default 16)")
     evaluate = commands.add_parser("evaluate", help="COCO keypoint AP, computed as MMPose's tools/test.py")
     evaluate.add_argument("model", type=Path, help="the exported .onnx file")
     evaluate.add_argument("--ann", type=Path, required=True, help="COCO keypoint annotations (JSON)")
@@ -86,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--boxes", type=Path,
                           help="COCO person detection results (bbox x, y, w, h, score); default: ground-truth boxes")
     evaluate.add_argument("--json", type=Path, help="write the metrics and the kept results here")
-    evaluate.add_argument("--batch-size", type=int, default=16, help="most crops per network run (default 16)")
+    evaluate.add_argument("--batch-size", type=_batch_size, default=16, help="most crops per network run (default 16)")
     return parser
 
 

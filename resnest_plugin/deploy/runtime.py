@@ -56,7 +56,8 @@ def _check_graph(session: ort.InferenceSession, info: ExportInfo, source: str) -
     static = [d if isinstance(d, int) else None for d in shape]
     if len(shape) != 4 or any(d is not None and d != e for d, e in zip(static[1:], (height, width, 3))):
         raise NotAnExportError(f"{source}: input {contract.INPUT_NAME!r} has shape {shape}, expected "
-                               f"[N, {height}, {width}, 3] (NHWC, metadata input_size [W, H] = {list(info.input_size)})")
+                               f"[N, {height}, {width}, 3] (NHWC, metadata input_size [W, H] = "
+                               f"{list(info.input_size)})")
     expected = ((contract.OUTPUT_KEYPOINTS, contract.OUTPUT_SCORES) if info.variant == "keypoints"
                 else (contract.OUTPUT_HEATMAPS,))
     names = tuple(o.name for o in session.get_outputs())

@@ -74,11 +74,12 @@ def _xtcocotools() -> Tuple[Any, Any]:
     return COCO, COCOeval
 
 
-def rescore(keypoint_scores: np.ndarray, box_score: np.float32, vis_thr: float = VIS_THR) -> float:
+def rescore(keypoint_scores: np.ndarray, box_score: np.float32, vis_thr: float = VIS_THR) -> np.floating:
     """Box score times the mean of the keypoint scores above ``vis_thr`` (0 when none is).
 
-    MMPose accumulates from the int 0, which numpy 1.x promotes to float64,
-    so the sum and the product are float64 here on any numpy.
+    Written as MMPose writes it (a sum started from the int 0, numpy scalars),
+    so numpy's promotion rules apply as they do to MMPose in the same
+    environment: numpy 1 accumulates in float64, numpy 2 in float32.
 
     Args:
         keypoint_scores: float32 ``(K,)``.
@@ -86,30 +87,30 @@ def rescore(keypoint_scores: np.ndarray, box_score: np.float32, vis_thr: float =
         vis_thr: Keypoint score threshold.
 
     Returns:
-        The person's score.
+        The person's score (a numpy scalar).
     """
-    total, count = 0.0, 0
-    for score in keypoint_scores:
-        if score > vis_thr:
-            total += float(score)
-            count += 1
-    if count:
-        total /= count
-    return float(box_score) * total
+    mean_kpt_score = 0
+    valid_num = 0
+    for kpt_score in keypoint_scores:
+        if kpt_score > vis_thr:
+            mean_kpt_score += kpt_score
+            valid_num += 1
+    if valid_num != 0:
+        mean_kpt_score /= valid_num
+    return box_score * mean_kpt_score
 
 
 def _oks(g: np.ndarray, d: np.ndarray, a_g: np.float32, a_d: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
-    # MMPose oks_iou (vis_thr None). With float32 sigmas the arrays are float32 and numpy 1.x casts the
-    # float64 denominator to float32; the explicit cast does the same on numpy 2.
+    # MMPose's oks_iou (vis_thr None), expression for expression, so that numpy 1 and 2 each promote
+    # as they do for MMPose (numpy 1 casts the float64 denominator to the array's float32, numpy 2 not).
     variances = (sigmas * 2) ** 2
+    xg, yg = g[0::3], g[1::3]
     ious = np.zeros(len(d), dtype=np.float32)
-    for n in range(len(d)):
-        dx = d[n, 0::3] - g[0::3]
-        dy = d[n, 1::3] - g[1::3]
-        squared = (dx ** 2 + dy ** 2) / variances
-        denominator = float(a_g + a_d[n]) / 2 + np.spacing(1)
-        e = squared / squared.dtype.type(denominator) / 2
-        ious[n] = np.sum(np.exp(-e)) / len(e) if len(e) != 0 else 0.0
+    for n_d in range(0, len(d)):
+        dx = d[n_d, 0::3] - xg
+        dy = d[n_d, 1::3] - yg
+        e = (dx ** 2 + dy ** 2) / variances / ((a_g + a_d[n_d]) / 2 + np.spacing(1)) / 2
+        ious[n_d] = np.sum(np.exp(-e)) / len(e) if len(e) != 0 else 0.0
     return ious
 
 

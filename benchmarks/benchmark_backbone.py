@@ -42,6 +42,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from resnest_plugin.torch_compat import onnx_export_options
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     IMPLEMENTATIONS, build_backbone, count_macs, display_name, interleaved, machine_summary,
@@ -277,7 +279,7 @@ def bench_onnx(args: argparse.Namespace, device: torch.device, summary: dict) ->
     images = torch.randn(args.batch, 3, height, width)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "topdown_resnest50.onnx"
-        torch.onnx.export(wrapped, (images[:1],), str(path), opset_version=17, dynamo=False,
+        torch.onnx.export(wrapped, (images[:1],), str(path), opset_version=17, **onnx_export_options(),
                           input_names=["images"], output_names=["heatmaps"],
                           dynamic_axes={"images": {0: "batch"}, "heatmaps": {0: "batch"}})
         options = onnxruntime.SessionOptions()

@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["ONEDNN", "add_safe_globals", "is_compiling", "load_with_pickle_module", "log_once",
-           "mkldnn_pointwise_ok", "safe_globals_context", "weights_only_globals"]
+           "mkldnn_pointwise_ok", "onnx_export_options", "safe_globals_context", "weights_only_globals"]
 
 logger = logging.getLogger(__name__)
 
@@ -255,3 +255,19 @@ def load_with_pickle_module(path: Union[str, Path], pickle_module: types.ModuleT
                     raise pickle.UnpicklingError("a TorchScript archive, not a checkpoint (load it with torch.jit.load)")
                 return serialization._load(zip_file, "cpu", pickle_module, encoding="utf-8")
         return serialization._legacy_load(opened, "cpu", pickle_module, encoding="utf-8")
+
+
+def onnx_export_options() -> Dict[str, Any]:
+    """Keyword arguments of ``torch.onnx.export`` that pick its TorchScript-based exporter.
+
+    torch 2.5 added the ``dynamo`` keyword (the torch.export-based exporter,
+    which needs onnxscript) and torch 2.9 made it the default; before 2.5 the
+    TorchScript-based exporter is the only one and the keyword does not exist
+    (``TypeError``). Asked of the function's signature, not of the version.
+
+    Returns:
+        ``{"dynamo": False}`` where the keyword exists, else ``{}``.
+    """
+    import inspect
+
+    return {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}

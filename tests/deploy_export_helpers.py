@@ -23,6 +23,7 @@ from torch import nn
 from resnest_plugin.deploy import contract
 from resnest_plugin.deploy.export import read_metadata
 from resnest_plugin.deploy.graph import decode_heatmaps
+from resnest_plugin.torch_compat import onnx_export_options
 
 __all__ = ["COCO_FLIP_PAIRS", "check_benchmark_smoke", "check_cli_int8", "check_runner_equals_stock",
            "check_written_file",
@@ -124,7 +125,7 @@ class _Decode(nn.Module):
 
 def onnx_decode(heatmaps: np.ndarray, rule: str, path: Path) -> Tuple[np.ndarray, np.ndarray]:
     """The export's decode ops alone, exported to ONNX and run on ``heatmaps`` (heatmap pixels)."""
-    torch.onnx.export(_Decode(rule), (torch.from_numpy(heatmaps),), str(path), dynamo=False, opset_version=17,
+    torch.onnx.export(_Decode(rule), (torch.from_numpy(heatmaps),), str(path), **onnx_export_options(), opset_version=17,
                       input_names=["heatmaps"], output_names=["keypoints", "scores"],
                       dynamic_axes={"heatmaps": {0: "n", 1: "k"}})
     keypoints, scores = session(path).run(None, {"heatmaps": heatmaps})
@@ -160,18 +161,25 @@ def check_cli_int8(main: Callable[[Sequence[str]], int], config: Path, checkpoin
     assert keypoints.shape == (2, 17, 2) and np.isfinite(scores).all()
 
 
-def check_benchmark_smoke(stack: str, tmp_path: Path) -> None:
-    """``benchmarks/deploy_benchmark.py --smoke`` writes both tables with every path measured."""
-    run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "deploy_benchmark.py"), "--smoke",
-                          "--out-dir", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True,
-                         timeout=1200, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert run.returncode == 0, run.stderr[-3000:]
+def check_benchmark_smoke(stack: str, tmp_path: Path, config: Path, checkpoint: Path) -> None:
+    """``benchmarks/deploy_benchmark.py --smoke`` writes both tables with every path measured, and
+    ``--accuracy-only`` adds the INT8-vs-fp32 section (a 64x64 input here, to stay short)."""
+    script = str(REPO_ROOT / "benchmarks" / "deploy_benchmark.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for extra in ([], ["--accuracy-only", "--accuracy-config", str(config), "--accuracy-checkpoint",
+                       str(checkpoint), "--accuracy-size", "64x64"]):
+        run = subprocess.run([sys.executable, script, "--smoke", "--out-dir", str(tmp_path), *extra],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200, env=env)
+        assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((tmp_path / f"deploy_{stack}.json").read_text())
     rates = results["workloads"]["50@64x64"]
     assert set(rates) == {"batch1", "batch2", "runner_batch1"}
     assert all(rates["batch2"][name]["median"] > 0 for name in ("mmpose", "ours", "ort_fp32", "ort_int8"))
+    accuracy = results["accuracy"]
+    assert accuracy["input_size"] == [64, 64] and accuracy["gt"]["persons"] >= 10
+    assert 0 < accuracy["det"]["mean_oks"] <= 1 and len(accuracy["det"]["pixel_error_mean"]) == 17
     table = (tmp_path / f"deploy_{stack}.md").read_text()
-    assert "| ResNeSt-50 | 64x64 | 2 |" in table and "runner INT8" in table
+    assert "| ResNeSt-50 | 64x64 | 2 |" in table and "runner INT8" in table and "| det |" in table
 
 
 def check_runner_equals_stock(export: Path, coco_root: Path, gt_boxes: bool, expected: Sequence[Dict],

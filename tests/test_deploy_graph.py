@@ -18,6 +18,7 @@ from torch import nn
 
 from resnest_plugin.deploy.graph import FlipTest, Normalisation, PoseGraph, flip_indices_from_pairs
 from resnest_plugin.deploy.rewrites import SubPixelDeconv, fold_deconv_batchnorms, subpixel_deconvs
+from resnest_plugin.torch_compat import onnx_export_options
 
 from model_helpers import randomise
 
@@ -41,7 +42,7 @@ def test_rewrites_keep_the_function_and_leave_no_deconv_or_norm(tmp_path: Path) 
     assert actual.shape == expected.shape == (3, 5, 20, 16)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
     path = tmp_path / "head.onnx"
-    torch.onnx.export(rewritten, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"],
+    torch.onnx.export(rewritten, (x,), str(path), **onnx_export_options(), opset_version=17, input_names=["x"],
                       dynamic_axes={"x": {0: "n"}})
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (onnx_out,) = session.run(None, {"x": x[:2].numpy()})

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from resnest_plugin.models import ResNeSt
+from resnest_plugin.torch_compat import onnx_export_options
 
 from host_helpers import PluginResNeSt
 from model_helpers import randomise
@@ -38,7 +39,7 @@ def test_backbone_onnx_with_several_outputs_matches_pytorch(model: Type[ResNeSt]
     images = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(3))
     path = tmp_path / "resnest50.onnx"
     # The TorchScript-based exporter (dynamo=False): one pass, a few seconds on CPU.
-    torch.onnx.export(backbone, (images,), str(path), opset_version=17, dynamo=False,
+    torch.onnx.export(backbone, (images,), str(path), opset_version=17, **onnx_export_options(),
                       input_names=["images"], output_names=STAGES,
                       dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in STAGES}})
     graph = onnx.load(str(path))

@@ -28,6 +28,7 @@ import torch
 
 from .. import __version__
 from ..hosts import installed_host
+from ..torch_compat import onnx_export_options
 from .checkpoint import file_sha256
 from .contract import (FORMAT, FORMAT_VERSION, INPUT_NAME, METADATA_KEY, OUTPUT_HEATMAPS,
                        OUTPUT_KEYPOINTS, OUTPUT_SCORES, VARIANTS)
@@ -155,7 +156,7 @@ def export_onnx(model: ExportableModel, out: Union[str, Path], *, variant: str =
     # conv (constant folding), so the file holds Conv/Relu/... and no BatchNormalization.
     # The registered fast backbone exports its plain graph (tests/test_onnx_export.py).
     with torch.no_grad():
-        torch.onnx.export(graph, (example,), str(out), dynamo=False, opset_version=opset,
+        torch.onnx.export(graph, (example,), str(out), **onnx_export_options(), opset_version=opset,
                           input_names=[INPUT_NAME], output_names=outputs,
                           dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *outputs]},
                           do_constant_folding=True)

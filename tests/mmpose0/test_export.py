@@ -23,6 +23,7 @@ from torch import nn
 
 import resnest_plugin  # noqa: F401  (registers resnest_plugin.ResNeSt)
 from resnest_plugin.models import ResNeSt
+from resnest_plugin.torch_compat import onnx_export_options
 
 from model_helpers import randomise
 
@@ -45,7 +46,7 @@ class HeatmapModel(nn.Module):
 def _export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     # The TorchScript-based exporter (dynamo=False): torch 2.x's default dynamo
     # exporter needs the onnxscript package, which this project does not pin.
-    torch.onnx.export(model, (example,), str(path), opset_version=17, dynamo=False,
+    torch.onnx.export(model, (example,), str(path), opset_version=17, **onnx_export_options(),
                       input_names=["images"], output_names=["heatmaps"],
                       dynamic_axes={"images": {0: "batch"}, "heatmaps": {0: "batch"}})
 

@@ -227,8 +227,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="HxW input of the accuracy run when it differs from the config's "
                              "(make demo trains at 128x96)")
     parser.add_argument("--accuracy-only", action="store_true",
-                        help="add the accuracy section to the existing deploy_<stack>.json/.md "
-                             "(the speed tables of the earlier run are kept)")
+                        help="only the accuracy section, added to deploy_<stack>.json/.md (the speed "
+                             "tables of an earlier run are kept, and a later speed run keeps it)")
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     parser.add_argument("--smoke", action="store_true",
                         help="R50 at a 64x64 input, batches 1 and 2, one repetition (tests)")
@@ -246,9 +246,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     results: Dict[str, Any] = {
         "stack": host, "machine": machine_summary(torch.device("cpu")), "threads": args.threads,
         "load_average_start": os.getloadavg(), "smoke": args.smoke, "workloads": {}}
+    earlier = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() else {}
     if args.accuracy_only:
-        results = json.loads(stem.with_suffix(".json").read_text())
+        # The speed tables of an earlier run stay (none yet: the speed run adds them later).
+        results = {**results, **{k: v for k, v in earlier.items() if k != "accuracy"}}
         args.depths, args.reps = [], results.get("reps", args.reps)
+    elif "accuracy" in earlier and args.accuracy_config is None:
+        results["accuracy"] = earlier["accuracy"]  # a speed-only run keeps the accuracy section
     results["reps"] = args.reps
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch:
@@ -271,7 +275,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         if args.accuracy_config is not None and args.accuracy_checkpoint is not None:
             results["accuracy"] = accuracy(args.accuracy_config, args.accuracy_checkpoint, Path(scratch),
                                            args.threads, args.accuracy_size)
-    if not args.accuracy_only:
+    if not args.accuracy_only or "seconds" not in results:
         results["load_average_end"] = os.getloadavg()
         results["seconds"] = round(time.time() - started, 1)
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -174,5 +174,6 @@ def test_runner_on_the_no_flip_file_equals_the_stock_test_tool(
 
 
 @pytest.mark.slow
-def test_deploy_benchmark_smoke_writes_both_tables(tmp_path: Path) -> None:
-    check_benchmark_smoke("mmpose0", tmp_path)
+def test_deploy_benchmark_smoke_writes_both_tables(released_format: Tuple[nn.Module, Path],
+                                                   tmp_path: Path) -> None:
+    check_benchmark_smoke("mmpose0", tmp_path, R50, released_format[1])

@@ -7,9 +7,11 @@ HERE = Path(__file__).parent
 VERSION: dict = {}
 exec((HERE / "resnest_plugin" / "version.py").read_text(), VERSION)
 
-# The runner's floors are the oldest releases its tests ran with (the
-# mmpose0-legacy row: numpy 1.24, opencv 4.11, onnxruntime 1.19).
-DEPLOY_REQUIRES = ["numpy>=1.24", "opencv-python-headless>=4.11", "onnxruntime>=1.19"]
+# The runner's floors are the oldest releases its tests ran with (Python 3.8:
+# numpy 1.24, opencv 4.11, onnxruntime 1.19). OpenCV 5's warpAffine differs
+# from 4.x by 1-5 grey levels in ~5% of crop pixels, so crops would no longer
+# equal MMPose's (docs/deploy.md).
+DEPLOY_REQUIRES = ["numpy>=1.24", "opencv-python-headless>=4.11,<5", "onnxruntime>=1.19"]
 
 setup(
     name="resnest_plugin",

@@ -24,6 +24,7 @@ entry                         torch API it asks for                            a
                               ``._get_allowed_globals``
 :func:`load_with_pickle_`     ``torch.load(pickle_module=...)`` honoured       <= 2.1
 ``module``                    with ``weights_only=False``
+:func:`onnx_export_options`   ``torch.onnx.export(dynamo=...)``                2.5
 ============================  ===============================================  ==========
 
 Sources (checked in the installed torch 1.13.1, 2.1.2, 2.14.1 and 2.15.0

@@ -25,7 +25,8 @@ from resnest_plugin.deploy.export import read_metadata
 from resnest_plugin.deploy.graph import decode_heatmaps
 from resnest_plugin.torch_compat import onnx_export_options
 
-__all__ = ["COCO_FLIP_PAIRS", "check_benchmark_smoke", "check_cli_int8", "check_runner_equals_stock",
+__all__ = ["COCO_FLIP_PAIRS", "check_benchmark_smoke", "check_cli_errors", "check_cli_int8",
+           "check_runner_equals_stock",
            "check_written_file",
            "crafted_heatmaps", "export_variants", "onnx_decode", "session", "smooth_crops"]
 
@@ -136,9 +137,9 @@ def onnx_decode(heatmaps: np.ndarray, rule: str, path: Path) -> Tuple[np.ndarray
     return keypoints, scores
 
 
-def check_cli_int8(main: Callable[[Sequence[str]], int], config: Path, checkpoint: Path, tmp_path: Path,
-                   capsys: pytest.CaptureFixture) -> None:
-    """``export --int8``: its errors (exit 2, one line naming the input) and a file that runs."""
+def check_cli_errors(main: Callable[[Sequence[str]], int], config: Path, checkpoint: Path, tmp_path: Path,
+                     capsys: pytest.CaptureFixture) -> None:
+    """``export``'s refusals: exit 2 and one line naming the bad input."""
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main([str(config), str(checkpoint), str(tmp_path / "a.onnx"), "--int8", "--calib-images",
@@ -151,6 +152,9 @@ def check_cli_int8(main: Callable[[Sequence[str]], int], config: Path, checkpoin
     assert main([str(config), str(wrong), str(tmp_path / "c.onnx")]) == 2
     assert "does not fit the config's model" in capsys.readouterr().err
 
+
+def check_cli_int8(main: Callable[[Sequence[str]], int], config: Path, checkpoint: Path, tmp_path: Path) -> None:
+    """``export --int8`` (bundled calibration people, the config's flip test): a file that runs."""
     out = tmp_path / "int8.onnx"
     assert main([str(config), str(checkpoint), str(out), "--int8"]) == 0
     meta = read_metadata(out)

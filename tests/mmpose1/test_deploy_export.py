@@ -28,7 +28,7 @@ from mmpose.codecs import MSRAHeatmap
 from mmpose.structures import PoseDataSample
 from torch import nn
 
-from deploy_export_helpers import (check_benchmark_smoke, check_cli_int8,
+from deploy_export_helpers import (check_benchmark_smoke, check_cli_errors, check_cli_int8,
                                    check_runner_equals_stock, check_written_file, crafted_heatmaps,
                                    export_variants, onnx_decode, session, smooth_crops)
 from model_helpers import randomise
@@ -152,9 +152,14 @@ def test_onnx_decode_equals_msra_heatmap_decode(tmp_path: Path) -> None:
     np.testing.assert_array_equal(scores, maxvals)
 
 
-def test_cli_int8_export_and_its_errors(released_format: Tuple[nn.Module, Path], tmp_path: Path,
-                                        capsys: pytest.CaptureFixture) -> None:
-    check_cli_int8(main, R50, released_format[1], tmp_path, capsys)
+def test_cli_refuses_bad_inputs_with_one_line(released_format: Tuple[nn.Module, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    check_cli_errors(main, R50, released_format[1], tmp_path, capsys)
+
+
+@pytest.mark.slow  # 60-90 s on 2 shared cores: export, 12 calibration crops with flip test, quantisation
+def test_cli_int8_export_runs(released_format: Tuple[nn.Module, Path], tmp_path: Path) -> None:
+    check_cli_int8(main, R50, released_format[1], tmp_path)
 
 
 # --- slow: the runner on the flip-off file against the stock tools/test.py ----------------------

@@ -193,7 +193,13 @@ TESTED_BY: Dict[str, str] = {
         "tests/mmpose0/test_deploy_export.py::test_file_equals_mmpose_forward_test",
     "python -m resnest_plugin.deploy export configs/top_down/resnest/coco/resnest50_coco_256x192.py "
     "work_dirs/r50/latest.pth r50_int8.onnx --int8":
-        "tests/mmpose0/test_deploy_export.py::test_cli_int8_export_and_its_errors",
+        "tests/mmpose0/test_deploy_export.py::test_cli_int8_export_runs",
+    ".venv/bin/python benchmarks/deploy_benchmark.py --min-seconds 1":
+        "tests/mmpose0/test_deploy_export.py::test_deploy_benchmark_smoke_writes_both_tables",
+    ".venv/bin/python benchmarks/deploy_benchmark.py --accuracy-only --accuracy-config "
+    "configs/top_down/resnest/coco/resnest50_coco_256x192.py --accuracy-checkpoint "
+    "outputs/demo/train/epoch_12.pth --accuracy-size 128x96":
+        "tests/mmpose0/test_deploy_export.py::test_deploy_benchmark_smoke_writes_both_tables",
     # --- docs/deploy.md: Run, Evaluate (the runner) -------------------------------------
     'pip install numpy "opencv-python-headless<5" onnxruntime':
         "tests/test_deploy_venv.py::test_the_runner_works_in_a_venv_without_torch_or_openmmlab",

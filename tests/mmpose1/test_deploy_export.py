@@ -41,8 +41,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "configs" / "body_2d_keypoint" / "topdown_heatmap" / "coco"
 CONFIGS = sorted(CONFIG_DIR.glob("td-hm_resnest*.py"))
 R50 = CONFIG_DIR / "td-hm_resnest50_8xb64-210e_coco-256x192.py"
-#: Measured on 2 shared cores: building and tracing R200 / R269 takes 40-90 s each, the
-#: R50/R101 exports 10-25 s; the deep ones run in the slow tier.
+#: Measured on 2 shared cores at load ~10 (0.x): build + export of R50 20-25 s, R101 ~45 s,
+#: R269 384x288 ~60 s (390 MB file); R200 / R269 run in the slow tier.
 SLOW_DEPTHS = ("td-hm_resnest200", "td-hm_resnest269")
 
 

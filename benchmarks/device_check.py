@@ -193,6 +193,30 @@ def amp_context(mode: Mode, device: torch.device) -> contextlib.AbstractContextM
     return torch.autocast(device.type, dtype=mode.amp)
 
 
+def autocast_refusal(mode: Mode, device: torch.device) -> Optional[str]:
+    """Why this torch's ``torch.autocast`` refuses the mode's dtype on ``device``, or ``None``.
+
+    torch 1.13's CPU autocast takes bfloat16 only ("Currently, AutocastCPU only
+    support Bfloat16 as the autocast_cpu_dtype"); asked of torch by entering
+    the context once.
+
+    Args:
+        mode: The row's mode.
+        device: Device (the autocast device type).
+
+    Returns:
+        ``None`` for fp32 or a supported dtype, else the reason (for ``skipped``).
+    """
+    if mode.amp is None:
+        return None
+    try:
+        with torch.autocast(device.type, dtype=mode.amp):
+            pass
+    except RuntimeError as error:
+        return f"this torch's autocast on {device.type} refuses {mode.amp}: {error}"
+    return None
+
+
 def place(model: nn.Module, mode: Mode, device: torch.device) -> nn.Module:
     """A copy of ``model`` on ``device`` in the mode's memory format (compiled if asked).
 
@@ -433,7 +457,9 @@ def prefill(args: argparse.Namespace, device: torch.device) -> Dict[str, Any]:
                         timm_model=TIMM_NAMES[depth])
             for mode in args.modes:
                 skipped = NOT_REACHED
-                if MODES[mode].compiled and device.type != "cuda":
+                if autocast_refusal(MODES[mode], device):
+                    skipped = autocast_refusal(MODES[mode], device)
+                elif MODES[mode].compiled and device.type != "cuda":
                     skipped = ("torch.compile skipped on the CPU (--smoke): minutes of C++ "
                                "compilation on a small machine")
                 elif MODES[mode].compiled and not args.compile_all and (depth, size) != args.compile_first:
@@ -446,7 +472,8 @@ def prefill(args: argparse.Namespace, device: torch.device) -> Dict[str, Any]:
                     row["compile_s"] = {impl: None for impl in IMPLS}
                 forward.append(row)
             for mode in args.train_modes:
-                train.append(dict(base, batch=args.train_batch_of[size], mode=mode, skipped=NOT_REACHED,
+                train.append(dict(base, batch=args.train_batch_of[size], mode=mode,
+                                  skipped=autocast_refusal(MODES[mode], device) or NOT_REACHED,
                                   error=None, default_over_exact=None, default_over_timm=None,
                                   **{impl: rate_entry() for impl in IMPLS}))
     for depth in args.memory_depths:
@@ -654,6 +681,8 @@ def run_correctness(args: argparse.Namespace, device: torch.device, report: Repo
             with torch.no_grad():
                 outputs[impl] = last_output(model(images)).float()
                 for amp_name in ("amp_bf16", "amp_fp16"):
+                    if autocast_refusal(MODES[amp_name], device):
+                        continue  # stays None; the forward rows of that mode say why
                     with amp_context(MODES[amp_name], device):
                         amp_out = last_output(model(images))
                     check["amp_vs_fp32_rel_error"][amp_name][impl] = relative_error(amp_out, outputs[impl])[2]

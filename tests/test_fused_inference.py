@@ -14,6 +14,7 @@ import torch
 from mmcv.cnn import fuse_conv_bn
 from torch import nn
 
+from resnest_plugin import torch_compat
 from resnest_plugin.models import FastResNeSt, FusedResNeSt, ResNeSt, fuse_for_cpu_inference
 from resnest_plugin.models import fused_inference
 from resnest_plugin.models.fused_inference import FoldedConvNorm, reference_conv_bn
@@ -68,6 +69,13 @@ def test_folded_conv_norm_matches_the_unfused_reference() -> None:
                                        rtol=1e-5, atol=1e-5)
 
 
+# The fast model's default inference path is the fused model only where torch has
+# oneDNN's fused convolutions (torch >= 2.0; asked by the model's own probe).
+needs_fused_ops = pytest.mark.skipif(not torch_compat.mkldnn_pointwise_ok(),
+                                     reason="this torch has no oneDNN fused convolutions: the fast model runs the plain path")
+
+
+@needs_fused_ops
 def test_norms_are_folded_once_not_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
     folds = _count_folds(monkeypatch)
     model = randomise(FastResNeSt(**OPTIONS), seed=1).eval()
@@ -179,6 +187,7 @@ def test_fused_model_refuses_training_mode_and_other_dtypes() -> None:
         fused(images())
 
 
+@needs_fused_ops
 def test_copies_and_pickles_leave_the_fused_model_behind() -> None:
     model = randomise(FastResNeSt(**OPTIONS), seed=10).eval()
     x = images(seed=10)

@@ -18,6 +18,7 @@ from torch import nn
 
 from resnest_plugin.models import FastResNeSt, FastSplitAttentionConv2d, FusedResNeSt, ResNeSt, SplitAttentionConv2d
 from resnest_plugin.models.split_attention import weighted_split_sum
+from resnest_plugin import torch_compat
 from resnest_plugin.models.split_attention_kernels import Radix2WeightedSum, channels_last_weighted_sum
 
 from host_helpers import BuiltinResNeSt, PluginResNeSt, as_tuple
@@ -197,6 +198,12 @@ class FastPathSpy:
         monkeypatch.setattr(FusedResNeSt, "forward", spy)
 
 
+# The fused inference model runs where torch has oneDNN's fused convolutions
+# (torch >= 2.0); elsewhere (torch 1.13) the fast model takes the plain path,
+# with the same outputs. Asked of torch by the same probe the model uses.
+FUSED_CALLS = 1 if torch_compat.mkldnn_pointwise_ok() else 0
+
+
 @pytest.mark.parametrize("radix,groups,avd,extra", [
     (2, 1, True, {}), (1, 1, False, {}), (4, 2, True, {}),
     (2, 1, True, dict(strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4))),
@@ -210,7 +217,7 @@ def test_fast_inference_is_the_default_and_matches_builtin(radix: int, groups: i
     with torch.no_grad():
         expected = builtin(x)
         actual = ours(x)
-    assert spy.calls == 1, "fast path not taken"
+    assert spy.calls == FUSED_CALLS, "fast path not taken where it exists, or taken where it does not"
     # NCHW out, like the plain path (some MMPose heads .view() their input).
     assert all(t.is_contiguous() for t in actual)
     _stage_scaled_tolerance(actual, expected)
@@ -224,11 +231,11 @@ def test_registered_class_takes_the_fast_path_without_a_flag(monkeypatch: pytest
     x = images(seed=12)
     with torch.no_grad():
         _stage_scaled_tolerance(ours(x), builtin(x))
-    assert spy.calls == 1
+    assert spy.calls == FUSED_CALLS
     plain = ResNeSt(depth=50, stem_channels=64, out_indices=(0, 1, 2, 3)).eval()
     with torch.no_grad():
         plain(x)
-    assert spy.calls == 1, "the plain model must not take the fast path"
+    assert spy.calls == FUSED_CALLS, "the plain model must not take the fast path"
 
 
 def test_fast_inference_single_output_and_fp32_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -239,9 +246,9 @@ def test_fast_inference_single_output_and_fp32_only(monkeypatch: pytest.MonkeyPa
         fast = model(x)
         model.fast_inference = False
         plain = model(x)
-        assert spy.calls == 1
+        assert spy.calls == FUSED_CALLS
         double = model.double()(x.double())  # other dtypes: plain path
-    assert spy.calls == 1
+    assert spy.calls == FUSED_CALLS
     assert isinstance(fast, tuple) and len(fast) == 1 and fast[0].shape == plain[0].shape == (2, 2048, 2, 2)
     _stage_scaled_tolerance(fast, plain)
     _stage_scaled_tolerance((double[0].float(),), plain)
@@ -269,7 +276,7 @@ def test_fuse_conv_bn_model_takes_fast_path_even_when_switched_off(monkeypatch: 
     with torch.no_grad():
         expected = builtin(x)
         actual = fuse_conv_bn(ours)(x)
-    assert spy.calls == 1, "fast path not taken"
+    assert spy.calls == FUSED_CALLS, "fast path not taken where it exists, or taken where it does not"
     _stage_scaled_tolerance(actual, expected)
 
 

@@ -183,7 +183,9 @@ def test_cold_branch_builds_caches_and_installs_from_relative_paths(tmp_path: Pa
     # otherwise), imports from the new venv.
     probe = subprocess.run(
         [str(clone / ".venv-cold" / "bin" / "python"), "-c",
-         "import mmcv._ext, mmcv; print(mmcv._ext.nms(3), mmcv.__file__)"],
+         # torch first, as mmcv itself does: older torch builds give the extension no
+         # rpath to libc10.so, which importing torch loads.
+         "import torch, mmcv._ext, mmcv; print(mmcv._ext.nms(3), mmcv.__file__)"],
         capture_output=True, text=True, cwd=tmp_path)
     assert probe.returncode == 0, probe.stderr
     count, location = probe.stdout.split()

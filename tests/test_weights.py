@@ -10,6 +10,7 @@ only served from a pre-filled cache.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import re
@@ -73,9 +74,11 @@ def test_timm_features_match(depth: int, tmp_path: Path, timm101: Tuple[nn.Modul
 
 @pytest.mark.parametrize("name, depth", [("resnest200e", 200), ("resnest269e", 269)])
 def test_timm_deep_models_load_key_for_key(name: str, depth: int) -> None:
-    # Shapes are all this needs: both models live on the meta device (no memory, no init).
-    source = timm.create_model(name, pretrained=False, device="meta")
-    with torch.device("meta"):
+    # Shapes are all this needs: both models live on the meta device (no memory, no init)
+    # where a torch.device is a context manager (torch >= 2.0); torch 1.13 builds them on the CPU.
+    on_meta = hasattr(torch.device("meta"), "__enter__")
+    source = timm.create_model(name, pretrained=False, **({"device": "meta"} if on_meta else {}))
+    with torch.device("meta") if on_meta else contextlib.nullcontext():
         ours = ResNeSt(depth=depth)
     converted = convert_state_dict(source.state_dict())
     expected = {key: tuple(value.shape) for key, value in ours.state_dict().items()}

@@ -27,7 +27,7 @@ the fused ops are this plugin's (:mod:`.split_attention_kernels`,
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Optional, Type
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -64,8 +64,11 @@ class FastSplitAttentionConv2d(SplitAttentionConv2d):
             return weighted_split_sum(splits, self.attention(pool_split_sum(splits, self.radix)), self.radix)
         weights = self.attention(pool_then_sum(splits, self.radix))
         # "not is_scripting()" first: TorchScript, which cannot call autograd Functions,
-        # then skips the branch at compile time.
-        if (not torch.jit.is_scripting() and self.radix == 2
+        # then skips the branch at compile time. Under torch.compile the plain ops,
+        # which inductor fuses itself: dynamo before torch 2.2 cannot trace a custom
+        # Function's backward ("inline in skipfiles: Radix2WeightedSum.backward",
+        # a graph break that fullgraph=True refuses).
+        if (not torch.jit.is_scripting() and not torch_compat.is_compiling() and self.radix == 2
                 and (recording_autograd(splits) or recording_autograd(weights))):
             return Radix2WeightedSum.apply(splits, weights)
         return channels_last_weighted_sum(splits, weights, self.radix)
@@ -92,14 +95,14 @@ class FastResNeSt(ResNeSt):
     #: ``False`` (on the instance or the class) for the plain path. Models that
     #: cannot be fused (GN...) always take the plain path; one whose norms were
     #: folded by ``mmcv.cnn.fuse_conv_bn`` takes the fused one regardless.
-    fast_inference: bool = True
+    fast_inference = True  # bool
 
     #: On CPU, run the plain path (training, autograd) in channels_last inside.
     #: ``False`` (with ``fast_inference = False``) gives MMPose's arithmetic op
     #: for op, bit-identical to its built-in.
-    cpu_channels_last: bool = True
+    cpu_channels_last = True  # bool
 
-    split_attention_class: ClassVar[Type[SplitAttentionConv2d]] = FastSplitAttentionConv2d
+    split_attention_class = FastSplitAttentionConv2d  # a SplitAttentionConv2d class (see ResNeSt)
 
     def runs_channels_last(self, x: torch.Tensor) -> bool:
         """The channels_last choice: whether this (unfused) forward converts ``x`` to NHWC.

@@ -14,7 +14,7 @@ Provenance:
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, ClassVar, List, Optional, Sequence, Type
+from typing import Any, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -27,7 +27,7 @@ from .initialisers import constant_init, kaiming_init
 # conv_cfg / norm_cfg), a torch-only equivalent otherwise (.layers).
 from .layers import build_conv_layer, build_norm_layer
 from .split_attention import SplitAttentionConv2d
-from ..weights import HOST_FREE_SOURCES, CheckpointSources, load_pretrained
+from ..weights import HOST_FREE_SOURCES, load_pretrained
 
 __all__ = ["ARCH_SETTINGS", "ResNeStArch", "ResNeStBottleneck", "ResNeSt"]
 
@@ -112,17 +112,22 @@ class ResNeSt(nn.Module):
         (1, 2048, 2, 2)
     """
 
+    # No class-level annotations on the models' attributes: under postponed
+    # evaluation an annotation is a string, and torch.jit.script of torch <= 2.1
+    # fails on it ('str' object has no attribute '__module__', in
+    # torch/_jit_internal.py is_final). Their types are in the comments.
+
     #: The class of each bottleneck's 3x3 conv. The fast model
     #: (:class:`~.fast_resnest.FastResNeSt`) puts its subclass here, as
     #: torchvision's quantizable ResNet passes its own block class.
-    split_attention_class: ClassVar[Type[SplitAttentionConv2d]] = SplitAttentionConv2d
+    split_attention_class = SplitAttentionConv2d  # a SplitAttentionConv2d class
 
     #: Where ``init_weights`` resolves ``mmcls://`` / ``open-mmlab://`` names and
     #: logs its load report. The core knows no host: local files and URLs load,
     #: reports go to the ``resnest_plugin`` logger, and a model-zoo name raises,
     #: naming it. Each host's registered subclass sets its own (its zoo tables
     #: and logger), so nothing depends on what was imported first.
-    checkpoint_sources: CheckpointSources = HOST_FREE_SOURCES
+    checkpoint_sources = HOST_FREE_SOURCES  # a weights.CheckpointSources
 
     def __init__(
         self,

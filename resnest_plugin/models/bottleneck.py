@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Optional, Type
 
 import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
@@ -21,6 +22,32 @@ from .split_attention import SplitAttentionConv2d
 
 __all__ = ["ResNeStBottleneck", "make_downsample"]
 
+
+
+class ZeroPaddedAvgPool2d(nn.AvgPool2d):
+    """MMPose's ``nn.AvgPool2d(3, stride, padding=1)`` (the avd layer), exported as pad + pool.
+
+    In eager mode and TorchScript it is ``nn.AvgPool2d`` itself. In an ONNX
+    export it zero-pads explicitly and pools without padding, which is the
+    same arithmetic (``count_include_pad=True`` divides by the full window
+    either way): torch 1.13's exporter turns the padded pool into a graph
+    that onnxruntime evaluates differently (up to 0.86 off on random inputs,
+    measured with onnxruntime 1.19), while the explicit form exports
+    correctly on every torch of the support matrix.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Average-pool ``x``; in an ONNX export, as explicit zero padding + an unpadded pool."""
+        # TorchScript skips the body of "if not torch.jit.is_scripting()" at compile
+        # time (it cannot compile torch.onnx.is_in_onnx_export), and it has no super().
+        if not torch.jit.is_scripting():
+            if torch.onnx.is_in_onnx_export() and self.count_include_pad:
+                pad_h, pad_w = (self.padding, self.padding) if isinstance(self.padding, int) else self.padding
+                return F.avg_pool2d(F.pad(x, [pad_w, pad_w, pad_h, pad_h]), self.kernel_size, self.stride, 0,
+                                    self.ceil_mode, True, self.divisor_override)
+        # nn.AvgPool2d.forward, as it is.
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
 
 class ResNeStBottleneck(NamedChildCaller):
     """ResNeSt bottleneck: 1x1 conv, split-attention 3x3 conv, 1x1 conv.
@@ -102,7 +129,7 @@ class ResNeStBottleneck(NamedChildCaller):
         if self.avg_down_stride:
             # "avd" (arXiv 2004.08955 Sec. 4): the 3x3 conv keeps stride 1
             # and this pool downsamples, which preserves spatial information.
-            self.avd_layer = nn.AvgPool2d(3, stride, padding=1)
+            self.avd_layer = ZeroPaddedAvgPool2d(3, stride, padding=1)
         self.conv3 = build_conv_layer(conv_cfg, mid_channels, out_channels, 1, bias=False)
         self.norm3_name, norm3 = build_norm_layer(norm_cfg, out_channels, postfix=3)
         self.add_module(self.norm3_name, norm3)

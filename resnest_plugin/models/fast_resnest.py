@@ -63,14 +63,16 @@ class FastSplitAttentionConv2d(SplitAttentionConv2d):
             # NCHW: the plain model's operations (bit-identical to MMPose's).
             return weighted_split_sum(splits, self.attention(pool_split_sum(splits, self.radix)), self.radix)
         weights = self.attention(pool_then_sum(splits, self.radix))
-        # "not is_scripting()" first: TorchScript, which cannot call autograd Functions,
-        # then skips the branch at compile time. Under torch.compile the plain ops,
-        # which inductor fuses itself: dynamo before torch 2.2 cannot trace a custom
-        # Function's backward ("inline in skipfiles: Radix2WeightedSum.backward",
-        # a graph break that fullgraph=True refuses).
-        if (not torch.jit.is_scripting() and not torch_compat.is_compiling() and self.radix == 2
-                and (recording_autograd(splits) or recording_autograd(weights))):
-            return Radix2WeightedSum.apply(splits, weights)
+        # TorchScript, which cannot call autograd Functions (nor torch_compat's
+        # probes), skips the body of "if not torch.jit.is_scripting()" at compile
+        # time. Under torch.compile the plain ops, which inductor fuses itself:
+        # dynamo before torch 2.2 cannot trace a custom Function's backward
+        # ("inline in skipfiles: Radix2WeightedSum.backward", a graph break that
+        # fullgraph=True refuses).
+        if not torch.jit.is_scripting():
+            if (not torch_compat.is_compiling() and self.radix == 2
+                    and (recording_autograd(splits) or recording_autograd(weights))):
+                return Radix2WeightedSum.apply(splits, weights)
         return channels_last_weighted_sum(splits, weights, self.radix)
 
 

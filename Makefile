@@ -35,7 +35,7 @@ test: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS) tests
 
 test-slow: setup
-	$(PY) -m pytest -m slow $(PYTEST_ARGS) tests
+	$(PY) -m pytest -m "slow and not heavy" $(PYTEST_ARGS) tests
 
 # What every row of the matrix must pass (.ci/run runs it on the rows beside
 # the two full ones): the host-free default tests, the installed wheel with the

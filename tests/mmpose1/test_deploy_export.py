@@ -49,7 +49,7 @@ SLOW_DEPTHS = ("td-hm_resnest200", "td-hm_resnest269")
 # --- every shipped config ------------------------------------------------------------------
 
 @pytest.mark.parametrize("config", [
-    pytest.param(c, id=c.stem, marks=[pytest.mark.slow] if c.stem.startswith(SLOW_DEPTHS) else [])
+    pytest.param(c, id=c.stem, marks=[pytest.mark.slow, pytest.mark.heavy] if c.stem.startswith(SLOW_DEPTHS) else [])
     for c in CONFIGS])
 def test_every_shipped_config_exports_a_valid_file_with_its_metadata(config: Path, tmp_path: Path) -> None:
     cfg = Config.fromfile(str(config))

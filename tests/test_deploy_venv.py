@@ -1,8 +1,8 @@
 """The runner in a fresh venv with numpy, OpenCV and onnxruntime only: no torch, mmcv, mmengine or mmpose.
 
 What ``pip install "resnest_plugin[deploy]"`` promises a CPU server: the
-wheel (installed with ``--no-deps``) plus the three runtime packages at the
-versions pinned in requirements/constraints.txt. The test builds that venv,
+wheel with its ``deploy`` extra, which brings the three runtime packages (at
+the versions pinned in requirements/constraints.txt, given as ``-c``). The test builds that venv,
 runs ``PoseEstimator`` and ``python -m resnest_plugin.deploy infer`` there on
 a bundled COCO image with a tiny export, and checks that torch and the
 OpenMMLab packages were neither imported nor importable. Slow (a venv and
@@ -67,9 +67,14 @@ def test_the_runner_works_in_a_venv_without_torch_or_openmmlab(tmp_path: Path) -
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
     python = str(venv / "bin" / "python")
-    requirements = [f"{name}=={version}" for name, version in _pins().items()]
-    _run([python, "-m", "pip", "install", "--disable-pip-version-check", *requirements], cwd=tmp_path)
-    _run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps", str(wheel)], cwd=tmp_path)
+    # The extra as a user installs it, held to the pinned versions by the constraints file.
+    constraints = REPO / "requirements" / "constraints.txt"
+    _run([python, "-m", "pip", "install", "--disable-pip-version-check", f"{wheel}[deploy]",
+          "-c", str(constraints)], cwd=tmp_path)
+    listed = _run([python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"], cwd=tmp_path)
+    installed = {entry["name"].lower(): entry["version"] for entry in json.loads(listed.stdout)}
+    for name, version in _pins().items():
+        assert installed.get(name.lower()) == version, (name, installed.get(name.lower()), version)
     model = write_tiny_model(tmp_path / "tiny.onnx", "mmpose0-default")
 
     probe = _run([python, "-c", _PROBE, str(model), str(IMAGE), json.dumps(BOXES)], cwd=tmp_path)

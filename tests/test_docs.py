@@ -201,9 +201,7 @@ TESTED_BY: Dict[str, str] = {
     "outputs/demo/train/epoch_12.pth --accuracy-size 128x96":
         "tests/mmpose0/test_deploy_export.py::test_deploy_benchmark_smoke_writes_both_tables",
     # --- docs/deploy.md: Run, Evaluate (the runner) -------------------------------------
-    'pip install numpy "opencv-python-headless<5" onnxruntime':
-        "tests/test_deploy_venv.py::test_the_runner_works_in_a_venv_without_torch_or_openmmlab",
-    "pip install --no-deps resnest_plugin-*.whl":
+    'pip install "$(ls resnest_plugin-*.whl)[deploy]"':
         "tests/test_deploy_venv.py::test_the_runner_works_in_a_venv_without_torch_or_openmmlab",
     "python -m resnest_plugin.deploy infer model.onnx image.jpg --boxes boxes.json --json keypoints.json "
     "--out drawn.png":
